@@ -1,0 +1,84 @@
+// Package host holds the native hosts of the Kavach API: a fasthttp server and a net/http
+// adapter. Both translate to and from the transport-neutral api package, so they serve the same
+// routes, statuses, headers and bodies.
+package host
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/kavachdev/kavach/api"
+)
+
+// NewServer returns a fasthttp server that serves h. Bodies larger than the API's limit are
+// refused with the API's own 413 JSON error.
+func NewServer(h *api.Handler) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                      func(ctx *fasthttp.RequestCtx) { serveFast(h, ctx) },
+		ErrorHandler:                 fastError,
+		NoDefaultServerHeader:        true,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		MaxRequestBodySize:           h.MaxBodyBytes(),
+		ReadTimeout:                  30 * time.Second,
+		WriteTimeout:                 30 * time.Minute, // audit exports stream for a while
+		IdleTimeout:                  2 * time.Minute,
+		CloseOnShutdown:              true,
+	}
+}
+
+type fastHeader struct{ h *fasthttp.RequestHeader }
+
+func (f fastHeader) Get(name string) string { return string(f.h.Peek(name)) }
+
+func serveFast(h *api.Handler, ctx *fasthttp.RequestCtx) {
+	req := &api.Request{
+		Method:   string(ctx.Method()),
+		Path:     string(ctx.URI().PathOriginal()),
+		RawQuery: string(ctx.URI().QueryString()),
+		Header:   fastHeader{&ctx.Request.Header},
+		Body:     ctx.PostBody(),
+		RemoteIP: ctx.RemoteIP().String(),
+	}
+	writeFast(ctx, h.Serve(ctx, req))
+}
+
+func writeFast(ctx *fasthttp.RequestCtx, resp *api.Response) {
+	ctx.SetStatusCode(resp.Status)
+	for _, f := range resp.Header {
+		ctx.Response.Header.Set(f.Name, f.Value)
+	}
+	if resp.Stream != nil {
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			resp.Stream(w)
+			w.Flush()
+		})
+		return
+	}
+	ctx.SetBody(resp.Body)
+}
+
+// fastError answers requests fasthttp rejects before the handler runs.
+func fastError(ctx *fasthttp.RequestCtx, err error) {
+	var resp *api.Response
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		resp = api.Fail(http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
+	} else {
+		resp = api.Fail(http.StatusBadRequest, "malformed HTTP request: "+strings.TrimSpace(err.Error()))
+	}
+	writeFast(ctx, resp)
+}
+
+// Shutdown stops srv gracefully within timeout.
+func Shutdown(srv *fasthttp.Server, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return srv.ShutdownWithContext(ctx)
+}

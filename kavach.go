@@ -1,0 +1,293 @@
+// Package kavach is authentication and authorization for AI agents: agent identities with bearer
+// tokens, resource+action permissions with constraints, and an audit trail of every decision.
+//
+// The package is the host-agnostic core. It imports only the standard library and the project's
+// own policy and storage packages, reads time and randomness only from what it is given, and
+// waits on nothing but its database, so the same code runs in a Go server, in a Go program that
+// uses it as a library, on serverless functions, and compiled to WebAssembly.
+//
+//	import (
+//		"github.com/kavachdev/kavach"
+//		_ "github.com/kavachdev/kavach/storage/libsql" // the embedded SQLite provider
+//	)
+//
+//	k, err := kavach.New(ctx, kavach.Config{Database: kavach.Database{Provider: "sqlite", URL: "./kavach.db"}})
+//	agent, err := k.Agents.Create(ctx, kavach.NewAgent{OwnerID: "user_1", Name: "github-reader",
+//		Type: kavach.Autonomous, Permissions: []kavach.Permission{{Resource: "mcp:github:*", Actions: []string{"read"}}}})
+//	d, err := k.Authorize(ctx, agent.ID, kavach.Request{Action: "read", Resource: "mcp:github:repos"})
+package kavach
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kavachdev/kavach/policy"
+	"github.com/kavachdev/kavach/storage"
+)
+
+// SchemaSQL is schema.sql, the source of truth for every backend's tables.
+//
+//go:embed schema.sql
+var SchemaSQL string
+
+var (
+	schemaOnce sync.Once
+	schema     *storage.Schema
+	schemaErr  error
+)
+
+// Schema returns the parsed schema.sql.
+func Schema() (*storage.Schema, error) {
+	schemaOnce.Do(func() { schema, schemaErr = storage.ParseSchema(SchemaSQL) })
+	return schema, schemaErr
+}
+
+// Migrations lists the upgrades for databases created by earlier versions. Version 1 is the
+// first schema; a database created fresh gets schema.sql directly.
+var Migrations = []storage.Migration{
+	{Version: 1, Name: "initial schema", Stmts: func(storage.Dialect) []string { return nil }},
+}
+
+// Config configures a Kavach instance. The zero value of every field is a sane default.
+type Config struct {
+	Database Database
+	Agents   AgentsConfig
+
+	// Clock returns the current time. Decisions read time only through it. Default time.Now.
+	Clock func() time.Time
+	// Entropy is the source of ids and secrets. Default crypto/rand.
+	Entropy io.Reader
+	// Logger receives warnings and progress. Default slog.Default().
+	Logger *slog.Logger
+
+	// DB, when set, is used instead of opening Database. Kavach does not close it.
+	DB storage.DB
+	// Audit, when set, replaces the group-commit writer that records audit rows.
+	Audit AuditSink
+	// NoCache turns off the in-process cache of agents and their compiled permissions. Hosts that
+	// build a Kavach per request (WebAssembly, serverless) have nothing to cache.
+	NoCache bool
+	// NoSchemaCheck skips migrations and verification at New: for hosts that build a Kavach per
+	// request against a database already checked at start-up.
+	NoSchemaCheck bool
+}
+
+// Database selects the storage, mirroring the reference's database block.
+type Database struct {
+	Provider string // sqlite (default), libsql, postgres, mysql
+	URL      string // default ./kavach.db for sqlite
+	// AuthToken authenticates to libSQL/Turso when the URL does not carry one.
+	AuthToken string
+	// SkipMigrations runs no DDL: start-up verifies instead that every expected table and column
+	// exists, and fails with one error naming what is missing.
+	SkipMigrations bool
+	// MaxOpenConns bounds the pool of server backends; 0 picks a default.
+	MaxOpenConns int
+}
+
+// AgentsConfig mirrors the reference's agents block.
+type AgentsConfig struct {
+	// MaxPerUser is the most active agents one owner may have. 0 means 10; negative means no limit.
+	MaxPerUser int
+	// TokenExpiry is the default lifetime of a new agent ("24h", "30d", "90m", "3600s"), or
+	// "never". Empty means 24h, as in the reference.
+	TokenExpiry string
+	// RequireExistingOwners refuses agents whose owner is not already a row in kavach_users. By
+	// default an unknown owner id gets a minimal user row, so an agent can be created for any
+	// owner id, as the reference's examples do.
+	RequireExistingOwners bool
+}
+
+// Kavach is one configured instance. It is safe for concurrent use.
+type Kavach struct {
+	Agents  *Agents
+	Audit   *Audit
+	APIKeys *APIKeys
+
+	db      storage.DB
+	ownsDB  bool
+	dialect storage.Dialect
+	clock   func() time.Time
+	ids     *idGen
+	log     *slog.Logger
+	sink    AuditSink
+	closer  io.Closer
+	cache   *agentCache
+
+	maxPerUser    int
+	tokenTTL      time.Duration // 0: agents do not expire by default
+	provisionUser bool
+}
+
+// New opens the configured database, brings its schema up to date (or verifies it when
+// SkipMigrations is set) and returns a ready instance.
+func New(ctx context.Context, cfg Config) (*Kavach, error) {
+	k := &Kavach{
+		clock:         cfg.Clock,
+		log:           cfg.Logger,
+		maxPerUser:    cfg.Agents.MaxPerUser,
+		provisionUser: !cfg.Agents.RequireExistingOwners,
+	}
+	if k.clock == nil {
+		k.clock = time.Now
+	}
+	if k.log == nil {
+		k.log = slog.Default()
+	}
+	entropy := cfg.Entropy
+	if entropy == nil {
+		entropy = rand.Reader
+	}
+	k.ids = newIDGen(entropy)
+	if k.maxPerUser == 0 {
+		k.maxPerUser = 10
+	}
+	ttl, err := parseExpiry(cfg.Agents.TokenExpiry)
+	if err != nil {
+		return nil, err
+	}
+	k.tokenTTL = ttl
+
+	if cfg.DB != nil {
+		k.db = cfg.DB
+	} else {
+		db := cfg.Database
+		if db.Provider == "" {
+			db.Provider = "sqlite"
+		}
+		if db.URL == "" && db.Provider == "sqlite" {
+			db.URL = "./kavach.db"
+		}
+		k.db, err = storage.Open(ctx, storage.Config{Provider: db.Provider, URL: db.URL, AuthToken: db.AuthToken, MaxOpenConns: db.MaxOpenConns})
+		if err != nil {
+			return nil, err
+		}
+		k.ownsDB = true
+	}
+	k.dialect = k.db.Dialect()
+
+	if !cfg.NoSchemaCheck {
+		if err := k.checkSchema(ctx, cfg.Database.SkipMigrations); err != nil {
+			k.Close()
+			return nil, err
+		}
+	}
+	if cfg.Audit != nil {
+		k.sink = cfg.Audit
+	} else {
+		gc := newGroupCommit(k.db)
+		k.sink, k.closer = gc, gc
+	}
+	if !cfg.NoCache {
+		k.cache = newAgentCache(100_000)
+	}
+	k.Agents = &Agents{k: k}
+	k.Audit = &Audit{k: k}
+	k.APIKeys = &APIKeys{k: k}
+	return k, nil
+}
+
+func (k *Kavach) checkSchema(ctx context.Context, skipMigrations bool) error {
+	s, err := Schema()
+	if err != nil {
+		return err
+	}
+	if skipMigrations {
+		return storage.Verify(ctx, k.db, s)
+	}
+	return storage.Migrate(ctx, k.db, s, Migrations, k.clock().Unix())
+}
+
+// Migrate brings the database's schema up to date. New does this unless SkipMigrations is set;
+// the `kavach migrate` command calls it explicitly.
+func (k *Kavach) Migrate(ctx context.Context) error { return k.checkSchema(ctx, false) }
+
+// DB returns the storage the instance runs on.
+func (k *Kavach) DB() storage.DB { return k.db }
+
+// Ping runs a real query against the database (some drivers' own ping contacts nothing).
+func (k *Kavach) Ping(ctx context.Context) error {
+	if _, err := k.db.Exec(ctx, storage.Stmt{SQL: "SELECT 1"}); err != nil {
+		return storageError("health check", err)
+	}
+	return nil
+}
+
+// Close flushes pending audit rows and closes the database if New opened it.
+func (k *Kavach) Close() error {
+	if k.closer != nil {
+		k.closer.Close()
+	}
+	if k.ownsDB && k.db != nil {
+		return k.db.Close()
+	}
+	return nil
+}
+
+func (k *Kavach) now() time.Time { return k.clock() }
+
+// parseExpiry reads a duration like the reference's tokenExpiry: digits and one of s, m, h, d.
+func parseExpiry(s string) (time.Duration, error) {
+	switch s {
+	case "":
+		return 24 * time.Hour, nil
+	case "never", "0":
+		return 0, nil
+	}
+	if len(s) >= 2 {
+		n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
+		unit := map[byte]time.Duration{'s': time.Second, 'm': time.Minute, 'h': time.Hour, 'd': 24 * time.Hour}[s[len(s)-1]]
+		if err == nil && n > 0 && unit > 0 && n < int64(100*365*24*time.Hour/unit) {
+			return time.Duration(n) * unit, nil
+		}
+	}
+	return 0, errorf(CodeValidation, "kavach: agents.tokenExpiry %q is not a duration like \"24h\", \"30d\", \"90m\" or \"never\"", s)
+}
+
+// Re-exported policy types: the permission vocabulary of the public API.
+type (
+	Permission  = policy.Permission
+	Constraints = policy.Constraints
+	TimeWindow  = policy.TimeWindow
+	// DecisionCode is the stable reason code of an authorization decision.
+	DecisionCode = policy.Code
+)
+
+// ValidationError reports an invalid field of a request.
+func validationError(field, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...)
+	if field != "" {
+		msg = field + ": " + msg
+	}
+	return &Error{Code: CodeValidation, Message: msg}
+}
+
+// checkText validates a free-text identifier or name.
+func checkText(field, s string, maxLen int, required bool) error {
+	if s == "" {
+		if required {
+			return validationError(field, "is required")
+		}
+		return nil
+	}
+	if strings.TrimSpace(s) == "" {
+		return validationError(field, "must not be blank")
+	}
+	if len(s) > maxLen {
+		return validationError(field, "is %d bytes long; the limit is %d", len(s), maxLen)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
+			return validationError(field, "contains a control character or invalid UTF-8")
+		}
+	}
+	return nil
+}
