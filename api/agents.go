@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"strconv"
 
@@ -46,7 +45,7 @@ func createAgent(h *Handler, ctx context.Context, r *Request, c caller, _ []stri
 	if err != nil {
 		return errorResponse(err)
 	}
-	return h.ok(http.StatusCreated, a, true, noStore)
+	return h.ok(statusCreated, a, true, noStore)
 }
 
 func listAgents(h *Handler, ctx context.Context, r *Request, c caller, _ []string) *Response {
@@ -69,7 +68,7 @@ func listAgents(h *Handler, ctx context.Context, r *Request, c caller, _ []strin
 	if err != nil {
 		return errorResponse(err)
 	}
-	return h.ok(http.StatusOK, agents, true)
+	return h.ok(statusOK, agents, true)
 }
 
 func getAgent(h *Handler, ctx context.Context, r *Request, c caller, p []string) *Response {
@@ -85,13 +84,13 @@ func getAgent(h *Handler, ctx context.Context, r *Request, c caller, p []string)
 		if a.ID != p[0] {
 			return forbidAgent()
 		}
-		return h.ok(http.StatusOK, a, true)
+		return h.ok(statusOK, a, true)
 	}
 	a, err := h.k.Agents.Get(ctx, p[0])
 	if err != nil {
 		return errorResponse(err)
 	}
-	return h.ok(http.StatusOK, a, true)
+	return h.ok(statusOK, a, true)
 }
 
 type updateAgentBody struct {
@@ -125,7 +124,7 @@ func updateAgent(h *Handler, ctx context.Context, r *Request, c caller, p []stri
 	if err != nil {
 		return errorResponse(err)
 	}
-	return h.ok(http.StatusOK, a, true)
+	return h.ok(statusOK, a, true)
 }
 
 func revokeAgent(h *Handler, ctx context.Context, r *Request, c caller, p []string) *Response {
@@ -146,7 +145,7 @@ func rotateAgent(h *Handler, ctx context.Context, r *Request, c caller, p []stri
 	if err != nil {
 		return errorResponse(err)
 	}
-	return h.ok(http.StatusOK, a, true, noStore)
+	return h.ok(statusOK, a, true, noStore)
 }
 
 func query(r *Request) (url.Values, *Response) {

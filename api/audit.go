@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -61,7 +60,7 @@ func queryAudit(h *Handler, ctx context.Context, r *Request, c caller, _ []strin
 	if err != nil {
 		return errorResponse(err)
 	}
-	return h.ok(http.StatusOK, entries, true)
+	return h.ok(statusOK, entries, true)
 }
 
 // exportAudit streams the whole matching log as JSON or CSV (never enveloped).
@@ -95,7 +94,7 @@ func exportAudit(h *Handler, ctx context.Context, r *Request, c caller, _ []stri
 		return errorResponse(err)
 	}
 	return &Response{
-		Status: http.StatusOK,
+		Status: statusOK,
 		Header: []Field{{"Content-Type", ct}, {"Content-Disposition", `attachment; filename="audit-export.` + string(format) + `"`}},
 		Stream: func(w io.Writer) error {
 			// The request may be gone by the time the body is written: export on our own context.
@@ -118,12 +117,12 @@ func stats(h *Handler, ctx context.Context, r *Request, c caller, _ []string) *R
 	if err != nil {
 		return errorResponse(err)
 	}
-	return h.ok(http.StatusOK, s, true)
+	return h.ok(statusOK, s, true)
 }
 
 func health(h *Handler, ctx context.Context, r *Request, c caller, _ []string) *Response {
 	if err := h.k.Ping(ctx); err != nil {
 		return errorResponse(err)
 	}
-	return h.ok(http.StatusOK, map[string]string{"status": "ok"}, false)
+	return h.ok(statusOK, map[string]string{"status": "ok"}, false)
 }

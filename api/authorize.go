@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/kavachdev/kavach"
 )
@@ -55,7 +54,7 @@ func authorizeAgent(h *Handler, ctx context.Context, r *Request, c caller, p []s
 	if err != nil {
 		return errorResponse(err)
 	}
-	return h.ok(http.StatusOK, d, false)
+	return h.ok(statusOK, d, false)
 }
 
 // authorize is POST /authorize. With agentId in the body it is the reference's route (403 when
@@ -74,7 +73,7 @@ func authorize(h *Handler, ctx context.Context, r *Request, c caller, _ []string
 		if err != nil {
 			return errorResponse(err)
 		}
-		return h.ok(http.StatusOK, d, true)
+		return h.ok(statusOK, d, true)
 	}
 	var d kavach.Decision
 	var err error
@@ -108,9 +107,9 @@ func authorizeByToken(h *Handler, ctx context.Context, r *Request, c caller, _ [
 // decision answers a reference authorize route: 200 when allowed, 403 with the same body when
 // denied.
 func (h *Handler) decision(d kavach.Decision) *Response {
-	status := http.StatusOK
+	status := statusOK
 	if !d.Allowed {
-		status = http.StatusForbidden
+		status = statusForbidden
 	}
 	return h.ok(status, d, true)
 }

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"net/http"
-
 	"github.com/kavachdev/kavach"
 )
 
@@ -19,27 +17,27 @@ const (
 func statusOf(code string) int {
 	switch code {
 	case string(kavach.CodeValidation), codeBadRequest:
-		return http.StatusBadRequest
+		return statusBadRequest
 	case string(kavach.CodeUnauthorized):
-		return http.StatusUnauthorized
+		return statusUnauthorized
 	case string(kavach.CodeForbidden):
-		return http.StatusForbidden
+		return statusForbidden
 	case string(kavach.CodeNotFound):
-		return http.StatusNotFound
+		return statusNotFound
 	case codeMethodNotAllowed:
-		return http.StatusMethodNotAllowed
+		return statusMethodNotAllowed
 	case string(kavach.CodeConflict):
-		return http.StatusConflict
+		return statusConflict
 	case codeTooLarge:
-		return http.StatusRequestEntityTooLarge
+		return statusRequestEntityTooLarge
 	case codeMediaType:
-		return http.StatusUnsupportedMediaType
+		return statusUnsupportedMediaType
 	case string(kavach.CodeAgentLimit):
-		return http.StatusUnprocessableEntity
+		return statusUnprocessableEntity
 	case string(kavach.CodeUnavailable):
-		return http.StatusServiceUnavailable
+		return statusServiceUnavailable
 	}
-	return http.StatusInternalServerError
+	return statusInternalServerError
 }
 
 // ErrorBody is the JSON body of every error response: {"error":{"code","message"}}.
@@ -61,7 +59,7 @@ func fail(code, message string, extra ...Field) *Response {
 	b.Error.Code, b.Error.Message = code, message
 	body, _ := marshal(&b)
 	r := &Response{Status: statusOf(code), Header: append([]Field{jsonType}, extra...), Body: body}
-	if r.Status == http.StatusUnauthorized {
+	if r.Status == statusUnauthorized {
 		r.Header = append(r.Header, Field{"WWW-Authenticate", `Bearer realm="kavach"`})
 	}
 	return r
@@ -71,10 +69,32 @@ func fail(code, message string, extra ...Field) *Response {
 // example a body larger than the server accepts).
 func Fail(status int, message string) *Response {
 	code := codeBadRequest
-	if status == http.StatusRequestEntityTooLarge {
+	if status == statusRequestEntityTooLarge {
 		code = codeTooLarge
 	}
 	return fail(code, message)
 }
 
 var jsonType = Field{"Content-Type", "application/json"}
+
+// HTTP statuses and methods the API uses. The api package is part of the host-agnostic core and
+// does not import net/http.
+const (
+	statusOK                    = 200
+	statusCreated               = 201
+	statusNoContent             = 204
+	statusBadRequest            = 400
+	statusUnauthorized          = 401
+	statusForbidden             = 403
+	statusNotFound              = 404
+	statusMethodNotAllowed      = 405
+	statusConflict              = 409
+	statusRequestEntityTooLarge = 413
+	statusUnsupportedMediaType  = 415
+	statusUnprocessableEntity   = 422
+	statusInternalServerError   = 500
+	statusServiceUnavailable    = 503
+
+	methodHead = "HEAD"
+	methodGet  = "GET"
+)

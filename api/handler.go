@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -90,8 +89,8 @@ func (h *Handler) Serve(ctx context.Context, r *Request) (resp *Response) {
 	}
 	fn := rt.methods[r.Method]
 	if fn == nil {
-		if r.Method == http.MethodHead && rt.methods[http.MethodGet] != nil {
-			fn = rt.methods[http.MethodGet]
+		if r.Method == methodHead && rt.methods[methodGet] != nil {
+			fn = rt.methods[methodGet]
 		} else {
 			return fail(codeMethodNotAllowed, "method "+r.Method+" is not allowed on this route; allowed: "+rt.allow(), Field{"Allow", rt.allow()})
 		}
@@ -179,7 +178,7 @@ func (h *Handler) ok(status int, v any, reference bool, extra ...Field) *Respons
 	return &Response{Status: status, Header: append([]Field{jsonType}, extra...), Body: b}
 }
 
-func noContent() *Response { return &Response{Status: http.StatusNoContent} }
+func noContent() *Response { return &Response{Status: statusNoContent} }
 
 // splitPath strips the optional base path and splits the rest into unescaped segments. A single
 // trailing slash is ignored.

@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -31,8 +33,15 @@ func NewServer(h *api.Handler) *fasthttp.Server {
 		WriteTimeout:                 30 * time.Minute, // audit exports stream for a while
 		IdleTimeout:                  2 * time.Minute,
 		CloseOnShutdown:              true,
+		Logger:                       slogPrintf{},
 	}
 }
+
+// slogPrintf sends fasthttp's own messages (connection errors, mostly) to slog at debug level:
+// requests it rejects are already answered with a JSON error.
+type slogPrintf struct{}
+
+func (slogPrintf) Printf(format string, args ...any) { slog.Debug(fmt.Sprintf(format, args...)) }
 
 type fastHeader struct{ h *fasthttp.RequestHeader }
 

@@ -59,6 +59,8 @@ type Embedded struct {
 	roMu     sync.RWMutex
 	ro       map[string]bool // statement SQL -> read-only, learnt on first prepare
 
+	opened time.Time
+
 	ckpt   chan struct{}
 	stop   chan struct{}
 	done   chan struct{}
@@ -69,7 +71,7 @@ type Embedded struct {
 // fresh in-memory database that no other Open call can see. Files are put in WAL mode with
 // foreign keys enforced; missing files are created.
 func OpenEmbedded(ctx context.Context, path string) (*Embedded, error) {
-	db := &Embedded{readers: make(chan *conn, readers), ro: map[string]bool{}}
+	db := &Embedded{readers: make(chan *conn, readers), ro: map[string]bool{}, opened: time.Now()}
 	file := true
 	switch {
 	case path == ":memory:" || path == "file::memory:":
@@ -143,7 +145,17 @@ func OpenEmbedded(ctx context.Context, path string) (*Embedded, error) {
 }
 
 func (db *Embedded) open(ctx context.Context, cacheBytes int) (*conn, error) {
-	c, err := sqlite3.OpenContext(ctx, db.dsn)
+	// Switching a new file to WAL needs exclusive access, and SQLite reports BUSY there without
+	// calling the busy handler, so processes starting together retry instead of failing.
+	var c *sqlite3.Conn
+	var err error
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		c, err = sqlite3.OpenContext(ctx, db.dsn)
+		if err == nil || !errors.Is(err, sqlite3.BUSY) || ctx.Err() != nil || wait >= 100*time.Millisecond && time.Since(db.opened) > 10*time.Second {
+			break
+		}
+		time.Sleep(wait)
+	}
 	if err != nil {
 		return nil, err
 	}
