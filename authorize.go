@@ -130,6 +130,10 @@ func (k *Kavach) authorize(ctx context.Context, sub subject, req Request) (Decis
 		}
 		sub.hash = hashSecret(sub.token)
 	}
+	if k.group != nil {
+		k.group.inflight.Add(1)
+		defer k.group.inflight.Add(-1)
+	}
 	for attempt := 0; ; attempt++ {
 		start := k.now()
 		snap, cached, err := k.load(ctx, &sub, attempt < staleRetries)

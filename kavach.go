@@ -119,6 +119,7 @@ type Kavach struct {
 	ids     *idGen
 	log     *slog.Logger
 	sink    AuditSink
+	group   *groupCommit // the native sink, when it is the one in use
 	closer  io.Closer
 	cache   *agentCache
 
@@ -183,8 +184,8 @@ func New(ctx context.Context, cfg Config) (*Kavach, error) {
 	if cfg.Audit != nil {
 		k.sink = cfg.Audit
 	} else {
-		gc := newGroupCommit(k.db)
-		k.sink, k.closer = gc, gc
+		k.group = newGroupCommit(k.db)
+		k.sink, k.closer = k.group, k.group
 	}
 	if !cfg.NoCache {
 		k.cache = newAgentCache(100_000)

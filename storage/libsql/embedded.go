@@ -84,7 +84,7 @@ func OpenEmbedded(ctx context.Context, path string) (*Embedded, error) {
 	case strings.HasPrefix(path, "file:"):
 		db.dsn = path
 	default:
-		db.dsn = "file:" + (&url.URL{Path: path}).EscapedPath()
+		db.dsn = "file:" + (&url.URL{Path: path}).EscapedPath() + "?vfs=" + walVFSName
 	}
 	pragmas := []string{"busy_timeout(5000)", "foreign_keys(1)"}
 	if file {
@@ -188,8 +188,19 @@ func (db *Embedded) checkpointer() {
 				continue
 			}
 		}
-		if _, _, err := c.WALCheckpoint("main", sqlite3.CHECKPOINT_PASSIVE); err != nil && !errors.Is(err, sqlite3.BUSY) {
-			slog.Warn("kavach: sqlite checkpoint failed", "err", err)
+		// PASSIVE copies the bulk of the WAL while the writer keeps committing. It never resets the
+		// WAL, though, and with a writer that commits back to back there is never a moment when
+		// the WAL is both fully copied and unused, so SQLite never starts it over: the file grows
+		// without bound and every checkpoint re-reads all of it. RESTART finishes the few frames
+		// added meanwhile while holding writers off (they wait through their busy timeout), after
+		// which the next commit writes from the start of the WAL again.
+		for _, mode := range []sqlite3.CheckpointMode{sqlite3.CHECKPOINT_PASSIVE, sqlite3.CHECKPOINT_RESTART} {
+			if _, _, err := c.WALCheckpoint("main", mode); err != nil {
+				if !errors.Is(err, sqlite3.BUSY) {
+					slog.Warn("kavach: sqlite checkpoint failed", "err", err)
+				}
+				break
+			}
 		}
 	}
 }
