@@ -23,7 +23,6 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,8 +64,9 @@ type Config struct {
 	Clock func() time.Time
 	// Entropy is the source of ids and secrets. Default crypto/rand.
 	Entropy io.Reader
-	// Logger receives warnings and progress. Default slog.Default().
-	Logger *slog.Logger
+	// Logger receives the errors Kavach handles itself (a denial because the database failed,
+	// for example). *slog.Logger satisfies it. Default: nothing is logged.
+	Logger Logger
 
 	// DB, when set, is used instead of opening Database. Kavach does not close it.
 	DB storage.DB
@@ -106,6 +106,18 @@ type AgentsConfig struct {
 	RequireExistingOwners bool
 }
 
+// Logger is where Kavach reports errors it handled itself. *slog.Logger satisfies it. (The core
+// does not import log/slog, which would add about 130 KB to the WebAssembly module.)
+type Logger interface {
+	Error(msg string, args ...any)
+	Warn(msg string, args ...any)
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Error(string, ...any) {}
+func (nopLogger) Warn(string, ...any)  {}
+
 // Kavach is one configured instance. It is safe for concurrent use.
 type Kavach struct {
 	Agents  *Agents
@@ -117,7 +129,7 @@ type Kavach struct {
 	dialect storage.Dialect
 	clock   func() time.Time
 	ids     *idGen
-	log     *slog.Logger
+	log     Logger
 	sink    AuditSink
 	group   *groupCommit // the native sink, when it is the one in use
 	closer  io.Closer
@@ -141,7 +153,7 @@ func New(ctx context.Context, cfg Config) (*Kavach, error) {
 		k.clock = time.Now
 	}
 	if k.log == nil {
-		k.log = slog.Default()
+		k.log = nopLogger{}
 	}
 	entropy := cfg.Entropy
 	if entropy == nil {
@@ -234,6 +246,9 @@ func (k *Kavach) Close() error {
 }
 
 func (k *Kavach) now() time.Time { return k.clock() }
+
+// Now is the instance's clock reading.
+func (k *Kavach) Now() time.Time { return k.clock() }
 
 // parseExpiry reads a duration like the reference's tokenExpiry: digits and one of s, m, h, d.
 func parseExpiry(s string) (time.Duration, error) {

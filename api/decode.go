@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"mime"
 	"strings"
 	"time"
 
@@ -20,8 +19,10 @@ func decode(r *Request, v any) *Response {
 		return fail(codeBadRequest, "request body is empty; send a JSON object")
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || !(mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+		// The media type is what comes before any parameters (";charset=utf-8"), in any case.
+		mt, _, _ := strings.Cut(ct, ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		if !(mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
 			return fail(codeMediaType, fmt.Sprintf("Content-Type %q is not supported; send Content-Type: application/json", ct))
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -29,14 +28,14 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// MaxBodyBytes limits request bodies. Default 1 MiB.
 	MaxBodyBytes int
-	Logger       *slog.Logger
+	Logger       kavach.Logger // default: nothing is logged
 }
 
 // Handler serves the Kavach HTTP API.
 type Handler struct {
 	k   *kavach.Kavach
 	opt Options
-	log *slog.Logger
+	log kavach.Logger
 }
 
 // New returns a Handler for k.
@@ -53,13 +52,18 @@ func New(k *kavach.Kavach, opt Options) *Handler {
 	}
 	log := opt.Logger
 	if log == nil {
-		log = slog.Default()
+		log = nopLogger{}
 	}
 	return &Handler{k: k, opt: opt, log: log}
 }
 
 // MaxBodyBytes is the largest body the API accepts; hosts may reject larger ones early.
 func (h *Handler) MaxBodyBytes() int { return h.opt.MaxBodyBytes }
+
+type nopLogger struct{}
+
+func (nopLogger) Error(string, ...any) {}
+func (nopLogger) Warn(string, ...any)  {}
 
 // caller is who sent a request.
 type caller struct {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/kavachdev/kavach"
+	"github.com/kavachdev/kavach/api"
 )
 
 // fileConfig is the JSON configuration file, mirroring the reference's configuration object.
@@ -184,17 +185,5 @@ func (s *settings) kavachConfig() kavach.Config {
 }
 
 func (s *settings) trustedProxies() ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, p := range s.Server.TrustedProxies {
-		pfx, err := netip.ParsePrefix(p)
-		if err != nil {
-			a, aerr := netip.ParseAddr(p)
-			if aerr != nil {
-				return nil, fmt.Errorf("trusted proxy %q is not an IP address or CIDR prefix", p)
-			}
-			pfx = netip.PrefixFrom(a, a.BitLen())
-		}
-		out = append(out, pfx)
-	}
-	return out, nil
+	return api.ParsePrefixes(s.Server.TrustedProxies)
 }

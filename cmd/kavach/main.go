@@ -139,7 +139,9 @@ func open(ctx context.Context, name string, args []string, extra func(*flag.Flag
 	if err := s.load(fs); err != nil {
 		return nil, nil, nil, err
 	}
-	k, err := kavach.New(ctx, s.kavachConfig())
+	cfg := s.kavachConfig()
+	cfg.Logger = slog.Default()
+	k, err := kavach.New(ctx, cfg)
 	if err != nil {
 		return nil, nil, nil, err
 	}

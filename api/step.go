@@ -1,0 +1,558 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/kavachdev/kavach"
+	"github.com/kavachdev/kavach/storage"
+)
+
+// The step protocol (DESIGN.md, "Running everywhere") runs Kavach where the code cannot do its
+// own I/O: inside WebAssembly, driven by a host whose database calls are asynchronous. The host
+// calls Step with an envelope; the core runs the operation against a database that answers only
+// from the facts in the envelope. The first batch it cannot answer ends the run with a "need";
+// the host executes that batch (one round trip), appends the results to the facts and calls
+// again. The run that finds everything it asks for returns "done" with the result and the
+// effects: writes nobody waits for (audit rows), which the host executes after answering.
+//
+// A run is deterministic given the envelope: time is "now", randomness comes from "seed", so
+// re-running with more facts repeats the same batches and ids. The first byte of an envelope is a
+// codec tag; '{' is JSON, the only codec so far.
+
+// StepABIVersion is the version of the envelope format and of the module's exports.
+const StepABIVersion = 1
+
+// StepInput is the envelope a host sends.
+type StepInput struct {
+	Op     string          `json:"op"`
+	Input  json.RawMessage `json:"input"`
+	Facts  []Fact          `json:"facts"`
+	Now    int64           `json:"now"`  // Unix milliseconds; the same in every round of an operation
+	Seed   string          `json:"seed"` // 32 bytes, base64; the same in every round of an operation
+	Config StepConfig      `json:"config"`
+}
+
+// StepConfig configures the core for a step. Hosts send the same config in every round.
+type StepConfig struct {
+	Dialect        string   `json:"dialect,omitempty"` // sqlite (default), postgres, mysql
+	Envelope       string   `json:"envelope,omitempty"`
+	InsecureNoAuth bool     `json:"insecureNoAuth,omitempty"`
+	BasePath       string   `json:"basePath,omitempty"`
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
+	Agents         struct {
+		MaxPerUser            int    `json:"maxPerUser,omitempty"`
+		TokenExpiry           string `json:"tokenExpiry,omitempty"`
+		RequireExistingOwners bool   `json:"requireExistingOwners,omitempty"`
+	} `json:"agents"`
+}
+
+// Fact is the outcome of one batch the host executed: its results, or the error it failed with.
+type Fact struct {
+	Key     string       `json:"key"`
+	Results []FactResult `json:"results,omitempty"`
+	Error   *FactError   `json:"error,omitempty"`
+}
+
+// FactResult is one statement's result.
+type FactResult struct {
+	Columns      []string  `json:"columns,omitempty"`
+	Rows         [][]Value `json:"rows,omitempty"`
+	RowsAffected int64     `json:"rowsAffected,omitempty"`
+}
+
+// FactError is a failed batch. Kind is unique, foreignKey, constraint, unavailable or other.
+type FactError struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+	Index   int    `json:"index"` // the failing statement, when known
+}
+
+// StepOutput is the envelope a step returns.
+type StepOutput struct {
+	Status   string          `json:"status"` // need, done or error
+	Key      string          `json:"key,omitempty"`
+	Stmts    []WireStmt      `json:"stmts,omitempty"`
+	ReadOnly bool            `json:"readOnly,omitempty"` // the needed batch only reads
+	Result   json.RawMessage `json:"result,omitempty"`
+	Effects  []WireStmt      `json:"effects,omitempty"`
+	Error    *StepError      `json:"error,omitempty"`
+}
+
+// WireStmt is a statement as hosts receive it.
+type WireStmt struct {
+	SQL  string  `json:"sql"`
+	Args []Value `json:"args"`
+}
+
+// StepError is a failed step.
+type StepError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Value is a database value on the wire: null, a string, an integer as a JSON number (or
+// {"int":"<decimal>"} beyond ±2^53, which JavaScript numbers cannot hold), {"float":x} and
+// {"blob":"<base64>"}. It holds int64, float64, string, []byte or nil.
+type Value struct{ V any }
+
+const maxSafeInt = 1<<53 - 1
+
+// MarshalJSON implements the wire form.
+func (v Value) MarshalJSON() ([]byte, error) {
+	switch x := v.V.(type) {
+	case nil:
+		return []byte("null"), nil
+	case string:
+		return json.Marshal(x)
+	case int64:
+		if x >= -maxSafeInt && x <= maxSafeInt {
+			return strconv.AppendInt(nil, x, 10), nil
+		}
+		return []byte(`{"int":"` + strconv.FormatInt(x, 10) + `"}`), nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return json.Marshal(map[string]string{"float": strconv.FormatFloat(x, 'g', -1, 64)})
+		}
+		return json.Marshal(map[string]float64{"float": x})
+	case []byte:
+		return []byte(`{"blob":"` + base64.StdEncoding.EncodeToString(x) + `"}`), nil
+	case bool:
+		if x {
+			return []byte("1"), nil
+		}
+		return []byte("0"), nil
+	case int:
+		return Value{int64(x)}.MarshalJSON()
+	case int32:
+		return Value{int64(x)}.MarshalJSON()
+	}
+	return nil, fmt.Errorf("step: value of type %T cannot be sent", v.V)
+}
+
+// UnmarshalJSON implements the wire form.
+func (v *Value) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) == 0:
+		return errors.New("empty value")
+	case string(b) == "null":
+		v.V = nil
+	case b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		v.V = s
+	case b[0] == '{':
+		var o struct {
+			Int   *string          `json:"int"`
+			Float *json.RawMessage `json:"float"`
+			Blob  *string          `json:"blob"`
+		}
+		if err := json.Unmarshal(b, &o); err != nil {
+			return err
+		}
+		switch {
+		case o.Int != nil:
+			n, err := strconv.ParseInt(*o.Int, 10, 64)
+			if err != nil {
+				return fmt.Errorf("value %s: %v", b, err)
+			}
+			v.V = n
+		case o.Float != nil:
+			var f float64
+			if err := json.Unmarshal(*o.Float, &f); err != nil {
+				var s string
+				if json.Unmarshal(*o.Float, &s) != nil {
+					return fmt.Errorf("value %s is not a float", b)
+				}
+				if f, err = strconv.ParseFloat(s, 64); err != nil {
+					return fmt.Errorf("value %s is not a float", b)
+				}
+			}
+			v.V = f
+		case o.Blob != nil:
+			d, err := base64.StdEncoding.DecodeString(*o.Blob)
+			if err != nil {
+				return fmt.Errorf("value %s: %v", b, err)
+			}
+			v.V = d
+		default:
+			return fmt.Errorf("value %s has none of int, float, blob", b)
+		}
+	default:
+		s := string(b)
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			v.V = n
+		} else if f, err := strconv.ParseFloat(s, 64); err == nil {
+			v.V = f // a number with a fraction or exponent
+		} else {
+			return fmt.Errorf("value %s is not a database value", b)
+		}
+	}
+	return nil
+}
+
+func toWire(stmts []storage.Stmt) []WireStmt {
+	out := make([]WireStmt, len(stmts))
+	for i, s := range stmts {
+		args := make([]Value, len(s.Args))
+		for j, a := range s.Args {
+			args[j] = Value{a}
+		}
+		out[i] = WireStmt{SQL: s.SQL, Args: args}
+	}
+	return out
+}
+
+// FromWire converts statements received from the protocol, for hosts that execute them with a
+// storage.DB.
+func FromWire(ws []WireStmt) []storage.Stmt {
+	out := make([]storage.Stmt, len(ws))
+	for i, w := range ws {
+		args := make([]any, len(w.Args))
+		for j, a := range w.Args {
+			args[j] = a.V
+		}
+		out[i] = storage.Stmt{SQL: w.SQL, Args: args}
+	}
+	return out
+}
+
+// NewFact records the outcome of executing a needed batch, for hosts with a storage.DB.
+func NewFact(key string, res []storage.Result, err error) Fact {
+	f := Fact{Key: key}
+	if err != nil {
+		kind := "other"
+		switch {
+		case errors.Is(err, storage.ErrUnique):
+			kind = "unique"
+		case errors.Is(err, storage.ErrForeignKey):
+			kind = "foreignKey"
+		case errors.Is(err, storage.ErrConstraint):
+			kind = "constraint"
+		case errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrClosed):
+			kind = "unavailable"
+		}
+		fe := &FactError{Kind: kind, Message: err.Error()}
+		var se *storage.StmtError
+		if errors.As(err, &se) {
+			fe.Index = se.Index
+		}
+		f.Error = fe
+		return f
+	}
+	f.Results = make([]FactResult, len(res))
+	for i, r := range res {
+		fr := FactResult{Columns: r.Columns, RowsAffected: r.RowsAffected}
+		if r.Rows != nil {
+			fr.Rows = make([][]Value, len(r.Rows))
+			for j, row := range r.Rows {
+				vs := make([]Value, len(row))
+				for c, x := range row {
+					vs[c] = Value{x}
+				}
+				fr.Rows[j] = vs
+			}
+		}
+		f.Results[i] = fr
+	}
+	return f
+}
+
+// BatchKey identifies a batch by its statements and arguments: the same key always means the
+// same batch, which is how a replayed run checks that its facts belong to it.
+func BatchKey(stmts []WireStmt) string {
+	h := sha256.New()
+	for _, s := range stmts {
+		b, _ := json.Marshal(s)
+		h.Write(b)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// errNeed ends a run at the first batch the facts do not answer. It is classified as
+// unavailable storage, so the core's fail-closed paths treat it like any database failure; the
+// step reports the need instead of the core's result.
+var errNeed = storage.Classified(storage.ErrUnavailable, errors.New("step: batch not in facts"))
+
+// factsDB answers batches from the facts of an envelope, in order.
+type factsDB struct {
+	dialect  storage.Dialect
+	facts    []Fact
+	next     int
+	need     []WireStmt
+	needKey  string
+	mismatch error
+}
+
+func (f *factsDB) Dialect() storage.Dialect { return f.dialect }
+func (f *factsDB) Close() error             { return nil }
+
+func (f *factsDB) Exec(_ context.Context, stmts ...storage.Stmt) ([]storage.Result, error) {
+	if f.need != nil || f.mismatch != nil {
+		return nil, errNeed
+	}
+	wire := toWire(stmts)
+	key := BatchKey(wire)
+	if f.next >= len(f.facts) {
+		f.need, f.needKey = wire, key
+		return nil, errNeed
+	}
+	fact := f.facts[f.next]
+	f.next++
+	if fact.Key != key {
+		f.mismatch = fmt.Errorf("fact %d has key %s but the operation asked for batch %s: facts must come from this operation's own needs, replayed with the same input, now and seed", f.next-1, fact.Key, key)
+		return nil, errNeed
+	}
+	if e := fact.Error; e != nil {
+		kind := map[string]error{"unique": storage.ErrUnique, "foreignKey": storage.ErrForeignKey,
+			"constraint": storage.ErrConstraint, "unavailable": storage.ErrUnavailable}[e.Kind]
+		return nil, &storage.StmtError{Index: e.Index, SQL: stmts[min(max(e.Index, 0), len(stmts)-1)].SQL, Err: storage.Classified(kind, errors.New(e.Message))}
+	}
+	if len(fact.Results) != len(stmts) {
+		f.mismatch = fmt.Errorf("fact %d has %d results for a batch of %d statements", f.next-1, len(fact.Results), len(stmts))
+		return nil, errNeed
+	}
+	out := make([]storage.Result, len(stmts))
+	for i, r := range fact.Results {
+		out[i] = storage.Result{Columns: r.Columns, RowsAffected: r.RowsAffected}
+		if r.Columns != nil {
+			out[i].Rows = make([][]any, len(r.Rows))
+			for j, row := range r.Rows {
+				vs := make([]any, len(row))
+				for c, v := range row {
+					vs[c] = v.V
+				}
+				out[i].Rows[j] = vs
+			}
+		}
+	}
+	return out, nil
+}
+
+// effects is the audit sink of a step: rows are returned to the host, which writes them after
+// answering.
+type effects struct{ stmts []storage.Stmt }
+
+func (e *effects) Append(_ context.Context, s storage.Stmt) (int64, error) {
+	e.stmts = append(e.stmts, s)
+	return 1, nil
+}
+
+// handleInput is the input of the "handle" operation: one HTTP request.
+type handleInput struct {
+	Method     string            `json:"method"`
+	Path       string            `json:"path"`
+	Query      string            `json:"query"`
+	Headers    map[string]string `json:"headers"`
+	Body       string            `json:"body"`
+	BodyBase64 string            `json:"bodyBase64"`
+	RemoteIP   string            `json:"remoteIp"`
+}
+
+// handleOutput is the result of "handle": the HTTP response.
+type handleOutput struct {
+	Status     int         `json:"status"`
+	Headers    [][2]string `json:"headers"`
+	Body       string      `json:"body,omitempty"`
+	BodyBase64 string      `json:"bodyBase64,omitempty"`
+}
+
+// authorizeInput is the input of the "authorize" and "authorizeToken" operations.
+type authorizeInput struct {
+	AgentID   string         `json:"agentId"`
+	Token     string         `json:"token"`
+	Action    string         `json:"action"`
+	Resource  string         `json:"resource"`
+	Arguments map[string]any `json:"arguments"`
+	IP        string         `json:"ip"`
+	UserAgent string         `json:"userAgent"`
+}
+
+type authorizeOutput struct {
+	kavach.Decision
+	AgentID string `json:"agentId,omitempty"`
+}
+
+var discardLog nopLogger
+
+// Step runs one round of an operation. It never panics and always returns an envelope.
+//
+// Operations: "handle" (an HTTP request through the API), "authorize" and "authorizeToken" (the
+// hot paths, without HTTP), "migrate" (create or upgrade the schema) and "verify" (check it).
+func Step(ctx context.Context, envelope []byte) (out []byte) {
+	defer func() {
+		if p := recover(); p != nil {
+			out = stepError("INTERNAL_ERROR", fmt.Sprintf("step panicked: %v", p))
+		}
+	}()
+	if len(envelope) == 0 || envelope[0] != '{' {
+		return stepError("UNSUPPORTED_CODEC", "the first byte of an envelope names its codec; only '{' (JSON) is supported")
+	}
+	var in StepInput
+	if err := json.Unmarshal(envelope, &in); err != nil {
+		return stepError("BAD_ENVELOPE", "envelope: "+err.Error())
+	}
+	seed, err := base64.StdEncoding.DecodeString(in.Seed)
+	if err != nil || len(seed) != 32 {
+		return stepError("BAD_ENVELOPE", "seed must be 32 bytes in base64")
+	}
+	if in.Now <= 0 {
+		return stepError("BAD_ENVELOPE", "now must be the current time in Unix milliseconds")
+	}
+	dialect := storage.SQLite
+	if in.Config.Dialect != "" {
+		if dialect, err = storage.ParseDialect(in.Config.Dialect); err != nil {
+			return stepError("BAD_ENVELOPE", err.Error())
+		}
+	}
+	db := &factsDB{dialect: dialect, facts: in.Facts}
+	sink := &effects{}
+	now := time.UnixMilli(in.Now).UTC()
+	k, err := kavach.New(ctx, kavach.Config{
+		DB: db, Audit: sink, NoCache: true, NoSchemaCheck: true, Logger: discardLog,
+		Clock:   func() time.Time { return now },
+		Entropy: rand.NewChaCha8([32]byte(seed)),
+		Agents: kavach.AgentsConfig{MaxPerUser: in.Config.Agents.MaxPerUser, TokenExpiry: in.Config.Agents.TokenExpiry,
+			RequireExistingOwners: in.Config.Agents.RequireExistingOwners},
+	})
+	if err != nil {
+		return stepError("BAD_ENVELOPE", err.Error())
+	}
+	result, err := runOp(ctx, k, &in)
+	switch {
+	case db.mismatch != nil:
+		return stepError("FACTS_MISMATCH", db.mismatch.Error())
+	case db.need != nil:
+		return marshalStep(&StepOutput{Status: "need", Key: db.needKey, Stmts: db.need, ReadOnly: readOnly(db.need)})
+	case err != nil:
+		ke := kavach.AsError(err)
+		return stepError(string(ke.Code), ke.Message)
+	}
+	return marshalStep(&StepOutput{Status: "done", Result: result, Effects: toWire(sink.stmts)})
+}
+
+func runOp(ctx context.Context, k *kavach.Kavach, in *StepInput) (json.RawMessage, error) {
+	switch in.Op {
+	case "handle":
+		var hi handleInput
+		if err := json.Unmarshal(in.Input, &hi); err != nil {
+			return nil, badInput(err)
+		}
+		body := []byte(hi.Body)
+		if hi.BodyBase64 != "" {
+			b, err := base64.StdEncoding.DecodeString(hi.BodyBase64)
+			if err != nil {
+				return nil, badInput(err)
+			}
+			body = b
+		}
+		hdr := MapHeader{}
+		for name, v := range hi.Headers {
+			hdr[strings.ToLower(name)] = v
+		}
+		opt := Options{Envelope: in.Config.Envelope, InsecureNoAuth: in.Config.InsecureNoAuth, BasePath: in.Config.BasePath, Logger: discardLog}
+		for _, p := range in.Config.TrustedProxies {
+			pfx, err := parsePrefix(p)
+			if err != nil {
+				return nil, badInput(err)
+			}
+			opt.TrustedProxies = append(opt.TrustedProxies, pfx)
+		}
+		resp := New(k, opt).Serve(ctx, &Request{Method: hi.Method, Path: hi.Path, RawQuery: hi.Query, Header: hdr, Body: body, RemoteIP: hi.RemoteIP})
+		if resp.Stream != nil {
+			var buf bytes.Buffer
+			if err := resp.Stream(&buf); err != nil {
+				return nil, err
+			}
+			resp.Body = buf.Bytes()
+		}
+		ho := handleOutput{Status: resp.Status, Headers: make([][2]string, len(resp.Header))}
+		for i, f := range resp.Header {
+			ho.Headers[i] = [2]string{f.Name, f.Value}
+		}
+		if utf8.Valid(resp.Body) {
+			ho.Body = string(resp.Body)
+		} else {
+			ho.BodyBase64 = base64.StdEncoding.EncodeToString(resp.Body)
+		}
+		return marshal(&ho)
+	case "authorize", "authorizeToken":
+		var ai authorizeInput
+		if err := json.Unmarshal(in.Input, &ai); err != nil {
+			return nil, badInput(err)
+		}
+		req := kavach.Request{Action: ai.Action, Resource: ai.Resource, Arguments: ai.Arguments, IP: ai.IP, UserAgent: ai.UserAgent}
+		var d kavach.Decision
+		var err error
+		if in.Op == "authorize" {
+			d, err = k.Authorize(ctx, ai.AgentID, req)
+		} else {
+			d, err = k.AuthorizeToken(ctx, ai.Token, req)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return marshal(&authorizeOutput{Decision: d, AgentID: d.AgentID})
+	case "migrate", "verify":
+		s, err := kavach.Schema()
+		if err != nil {
+			return nil, err
+		}
+		if in.Op == "migrate" {
+			err = storage.Migrate(ctx, k.DB(), s, kavach.Migrations, k.Now().Unix())
+		} else {
+			err = storage.Verify(ctx, k.DB(), s)
+		}
+		if err != nil {
+			var se *storage.SchemaError
+			if errors.As(err, &se) {
+				return nil, &kavach.Error{Code: kavach.CodeSchema, Message: se.Error()}
+			}
+			return nil, err
+		}
+		return json.RawMessage(`{"ok":true}`), nil
+	}
+	return nil, &kavach.Error{Code: kavach.CodeValidation, Message: fmt.Sprintf("unknown operation %q (handle, authorize, authorizeToken, migrate, verify)", in.Op)}
+}
+
+func badInput(err error) error {
+	return &kavach.Error{Code: kavach.CodeValidation, Message: "input: " + err.Error()}
+}
+
+func readOnly(stmts []WireStmt) bool {
+	for _, s := range stmts {
+		if !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(s.SQL)), "SELECT") {
+			return false
+		}
+	}
+	return true
+}
+
+func marshalStep(o *StepOutput) []byte {
+	b, err := marshal(o)
+	if err != nil {
+		return stepError("INTERNAL_ERROR", err.Error())
+	}
+	return b
+}
+
+func stepError(code, msg string) []byte {
+	b, _ := marshal(&StepOutput{Status: "error", Error: &StepError{Code: code, Message: msg}})
+	return b
+}

@@ -1,0 +1,196 @@
+package api_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/kavachdev/kavach/api"
+	"github.com/kavachdev/kavach/api/apitest"
+	"github.com/kavachdev/kavach/storage"
+	"github.com/kavachdev/kavach/storage/libsql"
+)
+
+var nativeStep api.StepFunc = func(ctx context.Context, env []byte) ([]byte, error) { return api.Step(ctx, env), nil }
+
+const stepNow = int64(1764068400000) // 2025-11-25T11:00:00Z
+
+func memDB(t testing.TB) storage.DB {
+	t.Helper()
+	db, err := libsql.OpenEmbedded(context.Background(), ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func drive(t testing.TB, db storage.DB, op string, input any, seed string, cfg api.StepConfig) (api.StepOutput, int) {
+	t.Helper()
+	in, _ := json.Marshal(input)
+	out, rounds, err := api.Drive(context.Background(), nativeStep, db, api.StepInput{Op: op, Input: in, Now: stepNow, Seed: api.NewSeed(sha256.Sum256([]byte(seed))), Config: cfg}, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, rounds
+}
+
+// migrated returns a database whose schema was created through the step protocol itself.
+func migrated(t testing.TB) storage.DB {
+	db := memDB(t)
+	if out, _ := drive(t, db, "migrate", nil, "m", api.StepConfig{}); out.Status != "done" {
+		t.Fatalf("migrate: %+v", out.Error)
+	}
+	if out, rounds := drive(t, db, "verify", nil, "v", api.StepConfig{}); out.Status != "done" || rounds != 1 {
+		t.Fatalf("verify: %+v after %d rounds", out.Error, rounds)
+	}
+	return db
+}
+
+func TestStepRunsTheScenario(t *testing.T) {
+	run := func() []apitest.Exchange {
+		db := migrated(t)
+		clock := stepNow
+		do := apitest.StepDo(nativeStep, db, api.StepConfig{}, func() int64 { return clock })
+		// The admin key is created through the protocol too, as an edge host bootstraps it.
+		key := createKey(t, db)
+		ex, err := apitest.Run(do, key, func(i int) { clock = stepNow + int64(i)*1000 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ex
+	}
+	a, b := run(), run()
+	if err := apitest.Diff(a, b); err != nil {
+		t.Fatalf("two runs with the same clock and seeds differ: %v", err)
+	}
+}
+
+// createKey makes an admin key by writing it directly, as `kavach keys create` would.
+func createKey(t testing.TB, db storage.DB) string {
+	t.Helper()
+	const key = "kvk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB"
+	sum := sha256.Sum256([]byte(key))
+	var hex strings.Builder
+	for _, b := range sum {
+		hex.WriteString(string("0123456789abcdef"[b>>4]) + string("0123456789abcdef"[b&15]))
+	}
+	if _, err := db.Exec(context.Background(), storage.Stmt{SQL: "INSERT INTO kavach_api_keys (id, name, key_hash, key_prefix, created_at) VALUES ('k', 'test', ?, ?, 0)", Args: []any{hex.String(), key[:12]}}); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func TestStepAuthorizeTakesOneRoundAndAuditsAsAnEffect(t *testing.T) {
+	db := migrated(t)
+	key := createKey(t, db)
+	out, rounds := drive(t, db, "handle", map[string]any{"method": "POST", "path": "/agents",
+		"headers": map[string]string{"authorization": "Bearer " + key, "content-type": "application/json"},
+		"body":    `{"ownerId":"u","name":"n","type":"autonomous","permissions":[{"resource":"a:*","actions":["read"]},{"resource":"rl:*","actions":["read"],"constraints":{"maxCallsPerHour":1}}]}`}, "c", api.StepConfig{})
+	var created struct {
+		Status int
+		Body   string
+	}
+	json.Unmarshal(out.Result, &created)
+	if created.Status != 201 || rounds != 2 { // key check, then the create batch
+		t.Fatalf("create: %d after %d rounds: %s", created.Status, rounds, created.Body)
+	}
+	var agent struct{ ID, Token string }
+	json.Unmarshal([]byte(created.Body), &agent)
+
+	for _, c := range []struct {
+		op     string
+		input  map[string]any
+		rounds int
+		want   string
+	}{
+		{"authorize", map[string]any{"agentId": agent.ID, "action": "read", "resource": "a:b"}, 1, `"allowed":true`},
+		{"authorizeToken", map[string]any{"token": agent.Token, "action": "write", "resource": "a:b"}, 1, `"allowed":false`},
+		{"authorize", map[string]any{"agentId": agent.ID, "action": "read", "resource": "rl:x"}, 2, `"allowed":true`}, // + the rate counter
+		{"authorize", map[string]any{"agentId": agent.ID, "action": "read", "resource": "rl:x"}, 2, `"code":"RATE_LIMITED"`},
+	} {
+		out, rounds := drive(t, db, c.op, c.input, c.op+c.want, api.StepConfig{})
+		if out.Status != "done" || rounds != c.rounds || !strings.Contains(string(out.Result), c.want) {
+			t.Errorf("%s %v: %s after %d rounds: %s", c.op, c.input, out.Status, rounds, out.Result)
+		}
+		if len(out.Effects) != 1 || !strings.HasPrefix(out.Effects[0].SQL, "INSERT INTO kavach_audit_logs") {
+			t.Errorf("effects %+v", out.Effects)
+		}
+	}
+	res, _ := db.Exec(context.Background(), storage.Stmt{SQL: "SELECT COUNT(*) FROM kavach_audit_logs"})
+	if res[0].Rows[0][0] != int64(4) {
+		t.Errorf("%v audit rows after 4 decisions", res[0].Rows[0][0])
+	}
+}
+
+func TestStepReplayIsDeterministicAndChecksItsFacts(t *testing.T) {
+	db := migrated(t)
+	env := func(facts []api.Fact) []byte {
+		b, _ := json.Marshal(api.StepInput{Op: "authorize", Input: json.RawMessage(`{"agentId":"x","action":"read","resource":"r"}`),
+			Now: stepNow, Seed: api.NewSeed([32]byte{1}), Facts: facts})
+		return b
+	}
+	first := api.Step(context.Background(), env(nil))
+	var need api.StepOutput
+	json.Unmarshal(first, &need)
+	if need.Status != "need" || !need.ReadOnly || len(need.Stmts) != 2 {
+		t.Fatalf("first step: %s", first)
+	}
+	res, err := db.Exec(context.Background(), api.FromWire(need.Stmts)...)
+	facts := []api.Fact{api.NewFact(need.Key, res, err)}
+	a, b := api.Step(context.Background(), env(facts)), api.Step(context.Background(), env(facts))
+	if string(a) != string(b) || !strings.Contains(string(a), `"code":"AGENT_NOT_FOUND"`) {
+		t.Fatalf("replays differ or are wrong:\n%s\n%s", a, b)
+	}
+	facts[0].Key = "0000"
+	if out := string(api.Step(context.Background(), env(facts))); !strings.Contains(out, "FACTS_MISMATCH") {
+		t.Errorf("foreign facts accepted: %s", out)
+	}
+}
+
+func TestStepRejectsBadEnvelopes(t *testing.T) {
+	seed := api.NewSeed([32]byte{})
+	for _, c := range []struct{ env, code string }{
+		{"", "UNSUPPORTED_CODEC"},
+		{"\x01binary", "UNSUPPORTED_CODEC"},
+		{"{not json", "BAD_ENVELOPE"},
+		{`{"op":"authorize","now":1,"seed":"short"}`, "BAD_ENVELOPE"},
+		{`{"op":"authorize","seed":"` + seed + `"}`, "BAD_ENVELOPE"},
+		{`{"op":"fly","now":1,"seed":"` + seed + `"}`, "VALIDATION_FAILED"},
+		{`{"op":"authorize","now":1,"seed":"` + seed + `","input":[]}`, "VALIDATION_FAILED"},
+		{`{"op":"authorize","now":1,"seed":"` + seed + `","config":{"dialect":"oracle"}}`, "BAD_ENVELOPE"},
+		{`{"op":"authorize","now":1,"seed":"` + seed + `","input":{"agentId":"a","action":"read","resource":"r"},"facts":[{"key":"k","results":[]}]}`, "FACTS_MISMATCH"},
+	} {
+		var out api.StepOutput
+		raw := api.Step(context.Background(), []byte(c.env))
+		if err := json.Unmarshal(raw, &out); err != nil || out.Status != "error" || out.Error.Code != c.code {
+			t.Errorf("%q: %s", c.env, raw)
+		}
+	}
+}
+
+// FuzzStep: any envelope gets an envelope back, never a panic.
+func FuzzStep(f *testing.F) {
+	seed := api.NewSeed([32]byte{})
+	f.Add(`{"op":"handle","now":1700000000000,"seed":"` + seed + `","input":{"method":"GET","path":"/health"}}`)
+	f.Add(`{"op":"authorize","now":1700000000000,"seed":"` + seed + `","input":{"agentId":"a","action":"read","resource":"r"},"facts":[{"key":"x","results":[{"columns":["a"],"rows":[[{"int":"9223372036854775807"},{"blob":"AA=="},{"float":1.5},null,"s"]]}]}]}`)
+	f.Add(`{"op":"migrate","now":1,"seed":"` + seed + `","facts":[{"key":"k","error":{"kind":"unique","message":"m","index":7}}]}`)
+	f.Fuzz(func(t *testing.T, env string) {
+		var out api.StepOutput
+		raw := api.Step(context.Background(), []byte(env))
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatalf("output is not an envelope: %q", raw)
+		}
+		switch out.Status {
+		case "need", "done":
+		case "error":
+			if out.Error == nil || out.Error.Code == "" {
+				t.Fatalf("error without code: %s", raw)
+			}
+		default:
+			t.Fatalf("status %q", out.Status)
+		}
+	})
+}

@@ -1,0 +1,61 @@
+//go:build wasip1
+
+// Command wasm is Kavach's core as a WebAssembly (WASI preview 1) reactor. A host instantiates
+// it, calls _initialize once, then drives operations through the step protocol (api.Step): the
+// module performs no I/O of its own, so any host can run it, including JavaScript runtimes whose
+// database calls are asynchronous.
+//
+// Exports:
+//
+//	kavach_abi_version() -> u32       the envelope/ABI version (api.StepABIVersion)
+//	kavach_alloc(size u32) -> u32     a buffer the host writes an envelope into
+//	kavach_free(ptr u32)              releases a buffer from kavach_alloc or kavach_call
+//	kavach_call(ptr u32, len u32) -> u64
+//	                                  runs one step; the output envelope is at the high 32 bits
+//	                                  (pointer) and low 32 bits (length). The host copies it and
+//	                                  frees both buffers.
+//
+// Build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags="-s -w" ./wasm
+package main
+
+import (
+	"context"
+	"unsafe"
+
+	"github.com/kavachdev/kavach/api"
+)
+
+func main() {}
+
+// pinned keeps buffers handed to the host alive (Go's collector does not move objects) until the
+// host frees them.
+var pinned = map[uint32][]byte{}
+
+func pin(b []byte) uint32 {
+	if len(b) == 0 {
+		b = make([]byte, 1)[:0:1]
+	}
+	p := uint32(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+	pinned[p] = b
+	return p
+}
+
+//go:wasmexport kavach_abi_version
+func abiVersion() uint32 { return api.StepABIVersion }
+
+//go:wasmexport kavach_alloc
+func alloc(size uint32) uint32 { return pin(make([]byte, size)) }
+
+//go:wasmexport kavach_free
+func free(p uint32) { delete(pinned, p) }
+
+//go:wasmexport kavach_call
+func call(p, n uint32) uint64 {
+	var out []byte
+	if in, ok := pinned[p]; !ok || int(n) > cap(in) {
+		out = []byte(`{"status":"error","error":{"code":"BAD_ENVELOPE","message":"kavach_call: the buffer was not allocated with kavach_alloc or is too short"}}`)
+	} else {
+		out = api.Step(context.Background(), in[:n])
+	}
+	return uint64(pin(out))<<32 | uint64(len(out))
+}
