@@ -389,8 +389,11 @@ func (r *agentRow) effectiveStatus(now int64) AgentStatus {
 
 func scanPermission(r []any) (Permission, error) {
 	p := Permission{Resource: asString(r[1])}
-	if err := json.Unmarshal([]byte(asString(r[2])), &p.Actions); err != nil {
-		return p, fmt.Errorf("actions of a permission on %q are not a JSON array: %v", p.Resource, err)
+	var ok bool
+	if p.Actions, ok = simpleStrings(asString(r[2])); !ok {
+		if err := json.Unmarshal([]byte(asString(r[2])), &p.Actions); err != nil {
+			return p, fmt.Errorf("actions of a permission on %q are not a JSON array: %v", p.Resource, err)
+		}
 	}
 	if c := asString(r[3]); c != "" && c != "null" {
 		p.Constraints = new(Constraints)
@@ -399,6 +402,28 @@ func scanPermission(r []any) (Permission, error) {
 		}
 	}
 	return p, nil
+}
+
+// simpleStrings parses a JSON array of strings without escapes, as stored actions always are,
+// without encoding/json (whose reflection is slow inside WebAssembly). ok is false for anything
+// else, which the caller then decodes properly.
+func simpleStrings(s string) ([]string, bool) {
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' || strings.IndexByte(s, '\\') >= 0 {
+		return nil, false
+	}
+	body := strings.TrimSpace(s[1 : len(s)-1])
+	if body == "" {
+		return []string{}, true
+	}
+	parts := strings.Split(body, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if len(p) < 2 || p[0] != '"' || p[len(p)-1] != '"' || strings.IndexByte(p[1:len(p)-1], '"') >= 0 {
+			return nil, false
+		}
+		parts[i] = p[1 : len(p)-1]
+	}
+	return parts, true
 }
 
 func (r *agentRow) toAgent(perms []Permission, now int64) (*Agent, error) {

@@ -3,9 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -274,15 +272,44 @@ func NewFact(key string, res []storage.Result, err error) Fact {
 }
 
 // BatchKey identifies a batch by its statements and arguments: the same key always means the
-// same batch, which is how a replayed run checks that its facts belong to it.
+// same batch, which is how a replayed run checks that its facts belong to it. It is a 64-bit
+// FNV-1a hash of the statements' text and typed arguments (not a security measure: the host
+// executing the statements is trusted anyway).
 func BatchKey(stmts []WireStmt) string {
-	h := sha256.New()
-	for _, s := range stmts {
-		b, _ := json.Marshal(s)
-		h.Write(b)
-		h.Write([]byte{0})
+	h := uint64(14695981039346656037)
+	add := func(b []byte) {
+		for _, c := range b {
+			h ^= uint64(c)
+			h *= 1099511628211
+		}
 	}
-	return hex.EncodeToString(h.Sum(nil)[:12])
+	var buf [32]byte
+	for _, s := range stmts {
+		add([]byte(s.SQL))
+		for _, a := range s.Args {
+			switch x := a.V.(type) {
+			case nil:
+				add([]byte{0})
+			case string:
+				add([]byte{1})
+				add([]byte(x))
+			case int64:
+				add(strconv.AppendInt(append(buf[:0], 2), x, 10))
+			case int:
+				add(strconv.AppendInt(append(buf[:0], 2), int64(x), 10))
+			case float64:
+				add(strconv.AppendFloat(append(buf[:0], 3), x, 'g', -1, 64))
+			case []byte:
+				add([]byte{4})
+				add(x)
+			case bool:
+				add([]byte{5, map[bool]byte{false: 0, true: 1}[x]})
+			}
+			add([]byte{0xff})
+		}
+		add([]byte{0xfe})
+	}
+	return strconv.FormatUint(h, 16)
 }
 
 // errNeed ends a run at the first batch the facts do not answer. It is classified as
@@ -384,9 +411,24 @@ type authorizeInput struct {
 	UserAgent string         `json:"userAgent"`
 }
 
-type authorizeOutput struct {
-	kavach.Decision
-	AgentID string `json:"agentId,omitempty"`
+// appendDecision writes a decision as the authorize operations return it: the Decision JSON
+// plus the agent's id.
+func appendDecision(b []byte, d *kavach.Decision) []byte {
+	b = append(b, `{"allowed":`...)
+	b = strconv.AppendBool(b, d.Allowed)
+	if d.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendString(b, d.Reason)
+	}
+	b = append(b, `,"code":`...)
+	b = appendString(b, string(d.Code))
+	b = append(b, `,"auditId":`...)
+	b = appendString(b, d.AuditID)
+	if d.AgentID != "" {
+		b = append(b, `,"agentId":`...)
+		b = appendString(b, d.AgentID)
+	}
+	return append(b, '}')
 }
 
 var discardLog nopLogger
@@ -404,8 +446,8 @@ func Step(ctx context.Context, envelope []byte) (out []byte) {
 	if len(envelope) == 0 || envelope[0] != '{' {
 		return stepError("UNSUPPORTED_CODEC", "the first byte of an envelope names its codec; only '{' (JSON) is supported")
 	}
-	var in StepInput
-	if err := json.Unmarshal(envelope, &in); err != nil {
+	in, err := decodeEnvelope(envelope)
+	if err != nil {
 		return stepError("BAD_ENVELOPE", "envelope: "+err.Error())
 	}
 	seed, err := base64.StdEncoding.DecodeString(in.Seed)
@@ -434,7 +476,7 @@ func Step(ctx context.Context, envelope []byte) (out []byte) {
 	if err != nil {
 		return stepError("BAD_ENVELOPE", err.Error())
 	}
-	result, err := runOp(ctx, k, &in)
+	result, err := runOp(ctx, k, in)
 	switch {
 	case db.mismatch != nil:
 		return stepError("FACTS_MISMATCH", db.mismatch.Error())
@@ -508,7 +550,7 @@ func runOp(ctx context.Context, k *kavach.Kavach, in *StepInput) (json.RawMessag
 		if err != nil {
 			return nil, err
 		}
-		return marshal(&authorizeOutput{Decision: d, AgentID: d.AgentID})
+		return appendDecision(nil, &d), nil
 	case "migrate", "verify":
 		s, err := kavach.Schema()
 		if err != nil {
@@ -544,15 +586,8 @@ func readOnly(stmts []WireStmt) bool {
 	return true
 }
 
-func marshalStep(o *StepOutput) []byte {
-	b, err := marshal(o)
-	if err != nil {
-		return stepError("INTERNAL_ERROR", err.Error())
-	}
-	return b
-}
+func marshalStep(o *StepOutput) []byte { return appendOutput(make([]byte, 0, 512), o) }
 
 func stepError(code, msg string) []byte {
-	b, _ := marshal(&StepOutput{Status: "error", Error: &StepError{Code: code, Message: msg}})
-	return b
+	return appendOutput(nil, &StepOutput{Status: "error", Error: &StepError{Code: code, Message: msg}})
 }

@@ -110,16 +110,34 @@ func Compile(perms []Permission) (*Set, error) {
 }
 
 func compileRule(p *Permission, i int) (rule, error) {
-	field := fmt.Sprintf("permissions[%d]", i)
+	r, err := compileRuleAt(p, i)
+	if err != nil {
+		return rule{}, fmt.Errorf("permissions[%d]%w", i, err)
+	}
+	return r, nil
+}
+
+// fieldError is an error about a field of a permission, its message starting with ".field: ";
+// compileRule adds the "permissions[i]" prefix, so a valid list costs no formatting.
+type fieldError struct {
+	msg string
+}
+
+func (e *fieldError) Error() string { return e.msg }
+
+func ferr(format string, args ...any) error { return &fieldError{fmt.Sprintf(format, args...)} }
+
+func compileRuleAt(p *Permission, i int) (rule, error) {
+	const field = ""
 	pat, err := ParsePattern(p.Resource)
 	if err != nil {
-		return rule{}, fmt.Errorf("%s.resource: %v", field, err)
+		return rule{}, ferr("%s.resource: %v", field, err)
 	}
 	if len(p.Actions) == 0 {
-		return rule{}, fmt.Errorf("%s.actions: at least one action is required (use \"*\" for every action)", field)
+		return rule{}, ferr("%s.actions: at least one action is required (use \"*\" for every action)", field)
 	}
 	if len(p.Actions) > MaxActions {
-		return rule{}, fmt.Errorf("%s.actions: %d entries; the limit is %d", field, len(p.Actions), MaxActions)
+		return rule{}, ferr("%s.actions: %d entries; the limit is %d", field, len(p.Actions), MaxActions)
 	}
 	r := rule{pattern: pat, actions: p.Actions, index: i}
 	for j, a := range p.Actions {
@@ -128,7 +146,7 @@ func compileRule(p *Permission, i int) (rule, error) {
 			continue
 		}
 		if err := checkAction(a); err != nil {
-			return rule{}, fmt.Errorf("%s.actions[%d]: %v", field, j, err)
+			return rule{}, ferr("%s.actions[%d]: %v", field, j, err)
 		}
 	}
 	if r.c, err = compileConstraints(p.Constraints, field+".constraints"); err != nil {
