@@ -41,13 +41,13 @@ func Migrate(ctx context.Context, db DB, s *Schema, migrations []Migration, now 
 		return fmt.Errorf("storage: schema has no %s table", VersionTable)
 	}
 	for attempt := 0; ; attempt++ {
-		res, err := db.Exec(ctx, Stmt{SQL: s.createTable(d, vt)}, Stmt{SQL: "SELECT MAX(version) FROM " + VersionTable})
+		res, err := db.Exec(ctx, withMigrationLock(d, []Stmt{{SQL: s.createTable(d, vt)}, {SQL: "SELECT MAX(version) FROM " + VersionTable}})...)
 		if err != nil {
 			return fmt.Errorf("storage: reading schema version: %w", err)
 		}
 		current := 0
-		if len(res[1].Rows) == 1 {
-			if v, ok := res[1].Rows[0][0].(int64); ok {
+		if last := res[len(res)-1]; len(last.Rows) == 1 {
+			if v, ok := last.Rows[0][0].(int64); ok {
 				current = int(v)
 			}
 		}
@@ -92,7 +92,10 @@ func recordVersion(d Dialect, v int, now int64) Stmt {
 
 // withMigrationLock serialises concurrent migrators where the database's own transaction does
 // not: Postgres can fail two concurrent CREATE TABLE IF NOT EXISTS with a unique violation in
-// its catalog, so the batch first takes a transaction-scoped advisory lock.
+// its catalog (even for the version table itself), so every batch that may create tables first
+// takes a transaction-scoped advisory lock. MySQL needs no statement here: its backend
+// serialises every batch containing DDL with a named lock, because MySQL commits DDL
+// implicitly and cannot make such a batch atomic. SQLite serialises writers anyway.
 func withMigrationLock(d Dialect, batch []Stmt) []Stmt {
 	if d == Postgres {
 		return append([]Stmt{{SQL: "SELECT pg_advisory_xact_lock(4242424242)"}}, batch...)

@@ -1,0 +1,181 @@
+package mysql_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kavachdev/kavach/storage"
+	"github.com/kavachdev/kavach/storage/storagetest"
+	"github.com/kavachdev/kavach/storage/storagetest/testdb"
+)
+
+func TestConformance(t *testing.T) { storagetest.Run(t, testdb.MySQL()) }
+
+func captureLogs(t *testing.T) *bytes.Buffer {
+	var buf bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	return &buf
+}
+
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestOpenErrorsAreOneClearLine opens databases that cannot work and checks that each failure
+// is one line saying what is wrong, with the server named and the password nowhere, in an
+// error or in a log line.
+func TestOpenErrorsAreOneClearLine(t *testing.T) {
+	const secret = "s3cr3t-Pa55word"
+	logs := captureLogs(t)
+	d := testdb.MySQL().New(t)
+	admin := d.Open(t)
+	base, err := url.Parse(d.Config.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A user with a password, on the shared server, for the wrong-password case.
+	user := "kt_pw_" + strings.TrimPrefix(strings.TrimPrefix(base.Path, "/"), "kt_")
+	const right = "right-Pa55word"
+	ctx := context.Background()
+	if _, err := admin.Exec(ctx, storage.Stmt{SQL: "CREATE USER '" + user + "'@'%' IDENTIFIED BY '" + right + "'"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Exec(ctx, storage.Stmt{SQL: "DROP USER IF EXISTS '" + user + "'@'%'"}) })
+	if _, err := admin.Exec(ctx, storage.Stmt{SQL: "GRANT ALL ON " + strings.TrimPrefix(base.Path, "/") + ".* TO '" + user + "'@'%'"}); err != nil {
+		t.Fatal(err)
+	}
+	withUser := func(password, path string) string {
+		u := *base
+		u.User = url.UserPassword(user, password)
+		if path != "" {
+			u.Path = path
+		}
+		return u.String()
+	}
+
+	missingDB := *base // the test server's administrative user, who may see every database
+	missingDB.Path = "/kavach_no_such_database"
+	cases := []struct {
+		name, url string
+		want      []string
+		kind      error
+	}{
+		{"unreachable server", "mysql://kavach:" + secret + "@" + closedPort(t) + "/kavach",
+			[]string{"cannot reach mysql", "connection refused", "check that the server is running"}, storage.ErrUnavailable},
+		{"wrong password", withUser(secret, ""), []string{"refused the login", "Access denied", "check the user and password"}, storage.ErrUnavailable},
+		{"missing database", missingDB.String(), []string{"Unknown database 'kavach_no_such_database'", "create the database"}, storage.ErrUnavailable},
+		{"database the user may not use", withUser(right, "/kavach_no_such_database"),
+			[]string{"kavach_no_such_database", "grant the user access"}, storage.ErrUnavailable},
+		{"malformed port", "mysql://kavach:" + secret + "@127.0.0.1:notaport/kavach", []string{"invalid mysql database url"}, nil},
+		{"malformed port, secret in the query", "mysql://127.0.0.1:notaport/kavach?serverPubKey=" + secret, []string{"invalid mysql database url"}, nil},
+		{"no database", "mysql://kavach:" + secret + "@127.0.0.1:3306", []string{"must name one database"}, nil},
+		{"bad parameter", "mysql://kavach:" + secret + "@127.0.0.1:3306/kavach?timeout=soon", []string{"invalid parameter"}, nil},
+		{"wrong scheme", "postgres://kavach:" + secret + "@127.0.0.1/kavach", []string{"must start with mysql://"}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			db, err := storage.Open(ctx, storage.Config{Provider: "mysql", URL: c.url})
+			if err == nil {
+				db.Close()
+				t.Fatal("Open succeeded")
+			}
+			msg := err.Error()
+			t.Logf("%s (%v)", msg, time.Since(start).Round(time.Millisecond))
+			if time.Since(start) > 6*time.Second {
+				t.Errorf("took %v to fail", time.Since(start))
+			}
+			if strings.ContainsAny(msg, "\r\n") {
+				t.Errorf("message spans lines: %q", msg)
+			}
+			if strings.Contains(msg, secret) || strings.Contains(msg, right) {
+				t.Errorf("message shows the password: %s", msg)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message does not say %q: %s", w, msg)
+				}
+			}
+			if c.kind != nil && !errors.Is(err, c.kind) {
+				t.Errorf("errors.Is(err, %v) is false", c.kind)
+			}
+		})
+	}
+	// The right password works; statement errors and a lost connection do not show it either.
+	db := storagetest.OpenConfig(t, storage.Config{Provider: "mysql", URL: withUser(right, "")})
+	if _, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT no_such_column FROM DUAL"}); err == nil || strings.Contains(err.Error(), right) {
+		t.Errorf("statement error: %v", err)
+	}
+	if l := logs.String(); strings.Contains(l, secret) || strings.Contains(l, right) {
+		t.Errorf("a log line shows a password:\n%s", l)
+	}
+}
+
+// TestTooLongValueIsAnError: strict mode makes MySQL refuse a value longer than its column,
+// as the other backends store it whole, instead of silently truncating it.
+func TestTooLongValueIsAnError(t *testing.T) {
+	db := testdb.MySQL().Open(t)
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, storage.Stmt{SQL: "CREATE TABLE st_short (id BIGINT PRIMARY KEY, v VARCHAR(4))"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := db.Exec(ctx, storage.Stmt{SQL: "INSERT INTO st_short (id, v) VALUES (?, ?)", Args: []any{int64(1), "too long"}})
+	if !errors.Is(err, storage.ErrConstraint) {
+		t.Errorf("inserting 8 characters into VARCHAR(4): %v, want storage.ErrConstraint", err)
+	}
+}
+
+// TestDDLLockIsReleasedWhenTheBatchFails: a failing DDL batch must not leave the named lock held
+// by a pooled connection, or every later migration would wait for it.
+func TestDDLLockIsReleasedWhenTheBatchFails(t *testing.T) {
+	d := testdb.MySQL().New(t)
+	db := d.Open(t)
+	ctx := context.Background()
+	_, err := db.Exec(ctx,
+		storage.Stmt{SQL: "CREATE TABLE st_a (id BIGINT PRIMARY KEY)"},
+		storage.Stmt{SQL: "CREATE TABLE st_a (id BIGINT PRIMARY KEY)"},
+	)
+	if err == nil {
+		t.Fatal("creating a table twice succeeded")
+	}
+	name := "kavach_ddl." + strings.TrimPrefix(mustURL(t, d.Config.URL).Path, "/")
+	res, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT IS_USED_LOCK(?)", Args: []any{name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := res[0].Rows[0][0]; v != nil {
+		t.Errorf("after the failed batch, connection %v still holds %s", v, name)
+	}
+	// Another handle can run DDL at once.
+	other := d.Open(t)
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := other.Exec(c, storage.Stmt{SQL: "CREATE TABLE st_b (id BIGINT PRIMARY KEY)"}); err != nil {
+		t.Errorf("DDL after the failed batch: %v", err)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
