@@ -69,8 +69,11 @@ func fail(code, message string, extra ...Field) *Response {
 // example a body larger than the server accepts).
 func Fail(status int, message string) *Response {
 	code := codeBadRequest
-	if status == statusRequestEntityTooLarge {
+	switch status {
+	case statusRequestEntityTooLarge:
 		code = codeTooLarge
+	case statusServiceUnavailable:
+		code = string(kavach.CodeUnavailable)
 	}
 	return fail(code, message)
 }
