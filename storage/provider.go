@@ -91,18 +91,19 @@ func Open(ctx context.Context, cfg Config) (DB, error) {
 }
 
 // RedactURL returns u with any password and any token-like query parameter replaced by "xxxxx",
-// for error messages and logs. Strings that do not parse as URLs are returned unchanged unless
-// they look like they carry credentials, in which case everything after the scheme is hidden.
+// for error messages and logs. A string that does not parse as a URL with a scheme is shown as
+// its scheme alone (or as a plain path if it has neither scheme nor query): its secrets cannot be
+// told apart from the rest.
 func RedactURL(u string) string {
 	p, err := url.Parse(u)
 	if err != nil || p.Scheme == "" {
-		if strings.Contains(u, "@") {
-			if i := strings.Index(u, "://"); i >= 0 {
-				return u[:i+3] + "xxxxx"
-			}
-			return "xxxxx"
+		if i := strings.Index(u, "://"); i >= 0 && i < 16 {
+			return u[:i+3] + "xxxxx"
 		}
-		return u
+		if err == nil && !strings.ContainsAny(u, "?@") {
+			return u // a file path
+		}
+		return "xxxxx"
 	}
 	if p.User != nil {
 		if _, has := p.User.Password(); has {

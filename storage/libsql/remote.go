@@ -19,9 +19,7 @@ import (
 )
 
 func init() {
-	storage.Register("libsql", func(ctx context.Context, cfg storage.Config) (storage.DB, error) {
-		return OpenRemote(ctx, cfg)
-	})
+	storage.Register("libsql", OpenLibSQL)
 }
 
 const (
@@ -30,8 +28,9 @@ const (
 )
 
 // Remote is a libSQL server (Turso, or a self-hosted sqld) reached through
-// github.com/tursodatabase/libsql-client-go, over HTTP (libsql://, https://, http://) or
-// WebSocket (wss://, ws://). Its SQL is SQLite's.
+// github.com/tursodatabase/libsql-client-go. The "libsql" provider uses it for WebSocket URLs
+// (wss://, ws://); HTTP URLs go to HranaHTTP, which sends a batch in one request. Remote works
+// over HTTP too, at n+2 round trips per batch. Its SQL is SQLite's.
 //
 // Atomicity: a batch of one statement is sent alone (the server runs it in its own transaction).
 // A longer batch runs on one connection (one server stream) between BEGIN and COMMIT, and a
@@ -43,11 +42,17 @@ const (
 // The client library offers no way to send several statements as one atomic request, so a batch
 // of n statements costs n+2 round trips over HTTP.
 type Remote struct {
+	remoteBase
 	db       *sql.DB
 	maxConns int
-	url      string // as configured; only ever shown through redactedURL
-	token    string // to redact from messages
 	closed   atomic.Bool
+}
+
+// remoteBase is what both remote clients know about their server, for messages: the URL as
+// configured (only ever shown through redactedURL) and the auth token (to redact).
+type remoteBase struct {
+	url   string
+	token string
 }
 
 // OpenRemote opens the libSQL database at cfg.URL with cfg.AuthToken (an auth token may instead
@@ -59,7 +64,7 @@ func OpenRemote(ctx context.Context, cfg storage.Config) (*Remote, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &Remote{url: raw, token: token}
+	db := &Remote{remoteBase: remoteBase{url: raw, token: token}}
 	var opts []libsqlclient.Option
 	if token != "" {
 		opts = append(opts, libsqlclient.WithAuthToken(token))
@@ -515,7 +520,7 @@ func scanRemoteSQL(s string) (remoteStmt, error) {
 
 // classify maps the client's errors, which carry only the server's message, to the storage
 // error kinds, and makes them one line without the auth token.
-func (db *Remote) classify(err error) error {
+func (db *remoteBase) classify(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -563,9 +568,9 @@ type remoteErr struct {
 func (e *remoteErr) Error() string { return e.msg }
 func (e *remoteErr) Unwrap() error { return e.err }
 
-func (db *Remote) redact(s string) string { return storage.Redact(s, db.token) }
+func (db *remoteBase) redact(s string) string { return storage.Redact(s, db.token) }
 
-func (db *Remote) quotedURL() string { return redactedURL(db.url) }
+func (db *remoteBase) quotedURL() string { return redactedURL(db.url) }
 
 // redactedURL quotes u for a message without its secrets. A URL that does not parse is shown
 // as its scheme alone: its secrets cannot be told apart from the rest.
@@ -581,7 +586,7 @@ func redactedURL(u string) string {
 
 // openError turns a failure of the first query into one line saying what went wrong, with which
 // server, and what to do.
-func (db *Remote) openError(err error) error {
+func (db *remoteBase) openError(err error) error {
 	var se *storage.StmtError
 	if errors.As(err, &se) {
 		err = se.Err
