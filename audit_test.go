@@ -13,150 +13,154 @@ import (
 )
 
 func TestAuditFiltersApplyBeforeLimitAndOffset(t *testing.T) {
-	e := newEnv(t)
-	a := e.agent(t, "alice", perm("*", "*"))
-	b := e.agent(t, "bob", perm("x", "read"))
-	// One write decision, then many reads: the reference filters actions after paging and
-	// returns nothing for {actions:[write], limit:1}.
-	decide(t, e.k, a.ID, "write", "doc:1")
-	for range 5 {
-		decide(t, e.k, a.ID, "read", "doc:1")
-	}
-	e.clock.Advance(time.Hour)
-	decide(t, e.k, b.ID, "read", "x")
-	decide(t, e.k, b.ID, "write", "x") // denied
-
-	q := func(f kavach.AuditFilter) []kavach.AuditEntry {
-		return must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, f))
-	}
-	if got := q(kavach.AuditFilter{Actions: []string{"write"}, Limit: 1}); len(got) != 1 || got[0].AgentID != b.ID {
-		t.Errorf("newest write: %+v", got)
-	}
-	if got := q(kavach.AuditFilter{Actions: []string{"write"}, Limit: 1, Offset: 1}); len(got) != 1 || got[0].AgentID != a.ID {
-		t.Errorf("second write: %+v", got)
-	}
-	if got := q(kavach.AuditFilter{UserID: "alice"}); len(got) != 6 {
-		t.Errorf("by user: %d", len(got))
-	}
-	if got := q(kavach.AuditFilter{Result: "denied"}); len(got) != 1 || got[0].AgentID != b.ID {
-		t.Errorf("denied: %+v", got)
-	}
-	start := e.clock.Now().Add(-time.Hour)
-	if got := q(kavach.AuditFilter{Since: start.Add(time.Minute)}); len(got) != 2 {
-		t.Errorf("since: %d", len(got))
-	}
-	if got := q(kavach.AuditFilter{Until: start}); len(got) != 6 {
-		t.Errorf("until (inclusive): %d", len(got))
-	}
-	if got := q(kavach.AuditFilter{AgentID: a.ID, Actions: []string{"read", "write"}, Limit: 2, Offset: 4}); len(got) != 2 || got[1].Action != "write" {
-		t.Errorf("page: %+v", got)
-	}
-	for _, f := range []kavach.AuditFilter{{Result: "maybe"}, {Limit: 1001}, {Limit: -1}, {Actions: []string{"bad action"}}} {
-		if _, err := e.k.Audit.Query(ctx, f); err == nil {
-			t.Errorf("filter %+v accepted", f)
+	eachBackend(t, func(t *testing.T, e *env) {
+		a := e.agent(t, "alice", perm("*", "*"))
+		b := e.agent(t, "bob", perm("x", "read"))
+		// One write decision, then many reads: the reference filters actions after paging and
+		// returns nothing for {actions:[write], limit:1}.
+		decide(t, e.k, a.ID, "write", "doc:1")
+		for range 5 {
+			decide(t, e.k, a.ID, "read", "doc:1")
 		}
-	}
+		e.clock.Advance(time.Hour)
+		decide(t, e.k, b.ID, "read", "x")
+		decide(t, e.k, b.ID, "write", "x") // denied
+
+		q := func(f kavach.AuditFilter) []kavach.AuditEntry {
+			return must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, f))
+		}
+		if got := q(kavach.AuditFilter{Actions: []string{"write"}, Limit: 1}); len(got) != 1 || got[0].AgentID != b.ID {
+			t.Errorf("newest write: %+v", got)
+		}
+		if got := q(kavach.AuditFilter{Actions: []string{"write"}, Limit: 1, Offset: 1}); len(got) != 1 || got[0].AgentID != a.ID {
+			t.Errorf("second write: %+v", got)
+		}
+		if got := q(kavach.AuditFilter{UserID: "alice"}); len(got) != 6 {
+			t.Errorf("by user: %d", len(got))
+		}
+		if got := q(kavach.AuditFilter{Result: "denied"}); len(got) != 1 || got[0].AgentID != b.ID {
+			t.Errorf("denied: %+v", got)
+		}
+		start := e.clock.Now().Add(-time.Hour)
+		if got := q(kavach.AuditFilter{Since: start.Add(time.Minute)}); len(got) != 2 {
+			t.Errorf("since: %d", len(got))
+		}
+		if got := q(kavach.AuditFilter{Until: start}); len(got) != 6 {
+			t.Errorf("until (inclusive): %d", len(got))
+		}
+		if got := q(kavach.AuditFilter{AgentID: a.ID, Actions: []string{"read", "write"}, Limit: 2, Offset: 4}); len(got) != 2 || got[1].Action != "write" {
+			t.Errorf("page: %+v", got)
+		}
+		for _, f := range []kavach.AuditFilter{{Result: "maybe"}, {Limit: 1001}, {Limit: -1}, {Actions: []string{"bad action"}}} {
+			if _, err := e.k.Audit.Query(ctx, f); err == nil {
+				t.Errorf("filter %+v accepted", f)
+			}
+		}
+	})
 }
 
 func TestAuditOrderIsStableWithinOneSecond(t *testing.T) {
-	e := newEnv(t)
-	a := e.agent(t, "u", perm("*", "*"))
-	var want []string
-	for i := range 50 {
-		want = append(want, decide(t, e.k, a.ID, "read", fmt.Sprintf("r:%d", i)).AuditID)
-	}
-	got := must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, kavach.AuditFilter{}))
-	if len(got) != 50 {
-		t.Fatal(len(got))
-	}
-	for i, e := range got {
-		if e.ID != want[49-i] {
-			t.Fatalf("position %d: %s (resource %s), want the decision made %dth", i, e.ID, e.Resource, 50-i)
+	eachBackend(t, func(t *testing.T, e *env) {
+		a := e.agent(t, "u", perm("*", "*"))
+		var want []string
+		for i := range 50 {
+			want = append(want, decide(t, e.k, a.ID, "read", fmt.Sprintf("r:%d", i)).AuditID)
 		}
-	}
+		got := must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, kavach.AuditFilter{}))
+		if len(got) != 50 {
+			t.Fatal(len(got))
+		}
+		for i, e := range got {
+			if e.ID != want[49-i] {
+				t.Fatalf("position %d: %s (resource %s), want the decision made %dth", i, e.ID, e.Resource, 50-i)
+			}
+		}
+	})
 }
 
 func TestExportStreamsEveryEntryAsJSONAndRFC4180CSV(t *testing.T) {
-	e := newEnv(t, func(c *kavach.Config) { c.Agents.MaxPerUser = -1 })
-	tricky, err := e.k.Agents.Create(ctx, kavach.NewAgent{OwnerID: "u", Name: `say "hi", then leave`, Type: kavach.Autonomous, Permissions: []kavach.Permission{perm("ok", "read")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const n = 2500 // more than two pages of the keyset export
-	for i := range n {
-		resource := fmt.Sprintf("a,b:%d", i)
-		if i%2 == 0 {
-			resource = fmt.Sprintf(`q"uote:%d`, i)
-		}
-		if _, err := e.k.Authorize(ctx, tricky.ID, kavach.Request{Action: "read", Resource: resource, Arguments: map[string]any{"note": "line1\nline2"}}); err != nil {
+	eachBackend(t, func(t *testing.T, e *env) {
+		tricky, err := e.k.Agents.Create(ctx, kavach.NewAgent{OwnerID: "u", Name: `say "hi", then leave`, Type: kavach.Autonomous, Permissions: []kavach.Permission{perm("ok", "read")}})
+		if err != nil {
 			t.Fatal(err)
 		}
-		if i%1000 == 0 {
-			e.clock.Advance(time.Second)
+		const n = 2500 // more than two pages of the keyset export
+		for i := range n {
+			resource := fmt.Sprintf("a,b:%d", i)
+			if i%2 == 0 {
+				resource = fmt.Sprintf(`q"uote:%d`, i)
+			}
+			if _, err := e.k.Authorize(ctx, tricky.ID, kavach.Request{Action: "read", Resource: resource, Arguments: map[string]any{"note": "line1\nline2"}}); err != nil {
+				t.Fatal(err)
+			}
+			if i%1000 == 0 {
+				e.clock.Advance(time.Second)
+			}
 		}
-	}
-	var js bytes.Buffer
-	if err := e.k.Audit.Export(ctx, kavach.AuditFilter{}, kavach.ExportJSON, &js); err != nil {
-		t.Fatal(err)
-	}
-	var entries []map[string]any
-	if err := json.Unmarshal(js.Bytes(), &entries); err != nil {
-		t.Fatalf("JSON export does not parse: %v", err)
-	}
-	if len(entries) != n || entries[0]["resource"] != fmt.Sprintf("a,b:%d", n-1) || entries[n-1]["resource"] != `q"uote:0` {
-		t.Fatalf("JSON export: %d entries, first %v", len(entries), entries[0])
-	}
-	var c bytes.Buffer
-	if err := e.k.Audit.Export(ctx, kavach.AuditFilter{AgentID: tricky.ID}, kavach.ExportCSV, &c); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.HasPrefix(c.Bytes(), []byte("id,agentId,userId,action,resource,result,reason,durationMs,tokensCost,timestamp")) || !bytes.Contains(c.Bytes(), []byte("\r\n")) {
-		t.Errorf("CSV header or line ends: %q", c.Bytes()[:120])
-	}
-	rows, err := csv.NewReader(&c).ReadAll()
-	if err != nil {
-		t.Fatalf("CSV does not parse as RFC 4180: %v", err)
-	}
-	if len(rows) != n+1 {
-		t.Fatalf("%d CSV rows", len(rows))
-	}
-	seen := map[string]bool{}
-	for _, r := range rows[1:] {
-		if seen[r[0]] {
-			t.Fatalf("entry %s exported twice", r[0])
+		var js bytes.Buffer
+		if err := e.k.Audit.Export(ctx, kavach.AuditFilter{}, kavach.ExportJSON, &js); err != nil {
+			t.Fatal(err)
 		}
-		seen[r[0]] = true
-		if !strings.HasPrefix(r[4], "a,b:") && !strings.HasPrefix(r[4], `q"uote:`) {
-			t.Fatalf("resource %q mangled", r[4])
+		var entries []map[string]any
+		if err := json.Unmarshal(js.Bytes(), &entries); err != nil {
+			t.Fatalf("JSON export does not parse: %v", err)
 		}
-		if r[13] != `{"note":"line1\nline2"}` {
-			t.Fatalf("parameters %q", r[13])
+		if len(entries) != n || entries[0]["resource"] != fmt.Sprintf("a,b:%d", n-1) || entries[n-1]["resource"] != `q"uote:0` {
+			t.Fatalf("JSON export: %d entries, first %v", len(entries), entries[0])
 		}
-	}
-	if err := e.k.Audit.Export(ctx, kavach.AuditFilter{}, "xml", &c); err == nil {
-		t.Error("unknown format accepted")
-	}
+		var c bytes.Buffer
+		if err := e.k.Audit.Export(ctx, kavach.AuditFilter{AgentID: tricky.ID}, kavach.ExportCSV, &c); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(c.Bytes(), []byte("id,agentId,userId,action,resource,result,reason,durationMs,tokensCost,timestamp")) || !bytes.Contains(c.Bytes(), []byte("\r\n")) {
+			t.Errorf("CSV header or line ends: %q", c.Bytes()[:120])
+		}
+		rows, err := csv.NewReader(&c).ReadAll()
+		if err != nil {
+			t.Fatalf("CSV does not parse as RFC 4180: %v", err)
+		}
+		if len(rows) != n+1 {
+			t.Fatalf("%d CSV rows", len(rows))
+		}
+		seen := map[string]bool{}
+		for _, r := range rows[1:] {
+			if seen[r[0]] {
+				t.Fatalf("entry %s exported twice", r[0])
+			}
+			seen[r[0]] = true
+			if !strings.HasPrefix(r[4], "a,b:") && !strings.HasPrefix(r[4], `q"uote:`) {
+				t.Fatalf("resource %q mangled", r[4])
+			}
+			if r[13] != `{"note":"line1\nline2"}` {
+				t.Fatalf("parameters %q", r[13])
+			}
+		}
+		if err := e.k.Audit.Export(ctx, kavach.AuditFilter{}, "xml", &c); err == nil {
+			t.Error("unknown format accepted")
+		}
+	}, func(c *kavach.Config) { c.Agents.MaxPerUser = -1 })
 }
 
 func TestStatsCountAgentsByEffectiveStatusAndRecentDecisions(t *testing.T) {
-	e := newEnv(t, func(c *kavach.Config) { c.Agents.TokenExpiry = "2h" })
-	a := e.agent(t, "u1", perm("*", "read"))
-	b := e.agent(t, "u2", perm("*", "read"))
-	e.agent(t, "u2", perm("*", "read"))
-	must[struct{}](t)(struct{}{}, e.k.Agents.Revoke(ctx, b.ID))
-	decide(t, e.k, a.ID, "read", "x")
-	decide(t, e.k, a.ID, "write", "x")
-	decide(t, e.k, b.ID, "read", "x")
-	e.clock.Advance(3 * time.Hour) // everything not revoked has expired
-	s := must[*kavach.Stats](t)(e.k.Stats(ctx))
-	if s.Agents.Total != 3 || s.Agents.Active != 0 || s.Agents.Revoked != 1 || s.Agents.Expired != 2 || s.Users.Total != 2 {
-		t.Errorf("agents %+v users %+v", s.Agents, s.Users)
-	}
-	if s.Audit.Last24h != 3 || s.Audit.Allowed != 1 || s.Audit.Denied != 2 || s.Audit.RateLimited != 0 {
-		t.Errorf("audit %+v", s.Audit)
-	}
-	e.clock.Advance(24 * time.Hour)
-	if s := must[*kavach.Stats](t)(e.k.Stats(ctx)); s.Audit.Last24h != 0 {
-		t.Errorf("a day later: %+v", s.Audit)
-	}
+	eachBackend(t, func(t *testing.T, e *env) {
+		a := e.agent(t, "u1", perm("*", "read"))
+		b := e.agent(t, "u2", perm("*", "read"))
+		e.agent(t, "u2", perm("*", "read"))
+		must[struct{}](t)(struct{}{}, e.k.Agents.Revoke(ctx, b.ID))
+		decide(t, e.k, a.ID, "read", "x")
+		decide(t, e.k, a.ID, "write", "x")
+		decide(t, e.k, b.ID, "read", "x")
+		e.clock.Advance(3 * time.Hour) // everything not revoked has expired
+		s := must[*kavach.Stats](t)(e.k.Stats(ctx))
+		if s.Agents.Total != 3 || s.Agents.Active != 0 || s.Agents.Revoked != 1 || s.Agents.Expired != 2 || s.Users.Total != 2 {
+			t.Errorf("agents %+v users %+v", s.Agents, s.Users)
+		}
+		if s.Audit.Last24h != 3 || s.Audit.Allowed != 1 || s.Audit.Denied != 2 || s.Audit.RateLimited != 0 {
+			t.Errorf("audit %+v", s.Audit)
+		}
+		e.clock.Advance(24 * time.Hour)
+		if s := must[*kavach.Stats](t)(e.k.Stats(ctx)); s.Audit.Last24h != 0 {
+			t.Errorf("a day later: %+v", s.Audit)
+		}
+	}, func(c *kavach.Config) { c.Agents.TokenExpiry = "2h" })
 }

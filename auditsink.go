@@ -185,5 +185,3 @@ func (g *groupCommit) Close() error {
 	g.mu.Unlock()
 	return nil
 }
-
-var DebugBatches, DebugRows atomic.Int64

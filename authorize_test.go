@@ -21,270 +21,279 @@ func decide(t *testing.T, k *kavach.Kavach, id string, action, resource string) 
 }
 
 func TestAuthorizeAllowsAndDeniesWithStableCodes(t *testing.T) {
-	e := newEnv(t)
-	a := e.agent(t, "u", perm("mcp:github:*", "read"), perm("admin:*:delete", "*"))
-	for _, c := range []struct {
-		action, resource string
-		code             kavach.DecisionCode
-	}{
-		{"read", "mcp:github:repos", "ALLOWED"},
-		{"read", "mcp:github:repos:issues", "ALLOWED"},
-		{"write", "mcp:github:repos", "NO_MATCHING_PERMISSION"},
-		{"read", "mcp:github", "NO_MATCHING_PERMISSION"}, // a trailing * needs at least one segment
-		{"read", "mcp:slack:channels", "NO_MATCHING_PERMISSION"},
-		{"purge", "admin:projects:delete", "ALLOWED"},
-		{"read", "admin:projects:read", "NO_MATCHING_PERMISSION"}, // the reference allows this one
-	} {
-		d := decide(t, e.k, a.ID, c.action, c.resource)
-		if d.Code != c.code || d.Allowed != (c.code == "ALLOWED") || d.AuditID == "" {
-			t.Errorf("%s %s: %+v, want %s", c.action, c.resource, d, c.code)
+	eachBackend(t, func(t *testing.T, e *env) {
+		a := e.agent(t, "u", perm("mcp:github:*", "read"), perm("admin:*:delete", "*"))
+		for _, c := range []struct {
+			action, resource string
+			code             kavach.DecisionCode
+		}{
+			{"read", "mcp:github:repos", "ALLOWED"},
+			{"read", "mcp:github:repos:issues", "ALLOWED"},
+			{"write", "mcp:github:repos", "NO_MATCHING_PERMISSION"},
+			{"read", "mcp:github", "NO_MATCHING_PERMISSION"}, // a trailing * needs at least one segment
+			{"read", "mcp:slack:channels", "NO_MATCHING_PERMISSION"},
+			{"purge", "admin:projects:delete", "ALLOWED"},
+			{"read", "admin:projects:read", "NO_MATCHING_PERMISSION"}, // the reference allows this one
+		} {
+			d := decide(t, e.k, a.ID, c.action, c.resource)
+			if d.Code != c.code || d.Allowed != (c.code == "ALLOWED") || d.AuditID == "" {
+				t.Errorf("%s %s: %+v, want %s", c.action, c.resource, d, c.code)
+			}
+			if !d.Allowed && d.Reason == "" {
+				t.Errorf("denial without a reason: %+v", d)
+			}
 		}
-		if !d.Allowed && d.Reason == "" {
-			t.Errorf("denial without a reason: %+v", d)
+		d := decide(t, e.k, "01a00000-0000-7000-8000-000000000000", "read", "x")
+		if d.Allowed || d.Code != "AGENT_NOT_FOUND" || d.AuditID != "" {
+			t.Errorf("unknown agent: %+v", d)
 		}
-	}
-	d := decide(t, e.k, "01a00000-0000-7000-8000-000000000000", "read", "x")
-	if d.Allowed || d.Code != "AGENT_NOT_FOUND" || d.AuditID != "" {
-		t.Errorf("unknown agent: %+v", d)
-	}
-	d = must[kavach.Decision](t)(e.k.AuthorizeToken(ctx, "kv_not-a-real-token", kavach.Request{Action: "read", Resource: "x"}))
-	if d.Allowed || d.Code != "INVALID_TOKEN" {
-		t.Errorf("bad token: %+v", d)
-	}
-	d = must[kavach.Decision](t)(e.k.AuthorizeToken(ctx, "kv_"+a.Token[3:45]+"x", kavach.Request{Action: "read", Resource: "x"}))
-	if d.Allowed || d.Code != "INVALID_TOKEN" {
-		t.Errorf("wrong token: %+v", d)
-	}
+		d = must[kavach.Decision](t)(e.k.AuthorizeToken(ctx, "kv_not-a-real-token", kavach.Request{Action: "read", Resource: "x"}))
+		if d.Allowed || d.Code != "INVALID_TOKEN" {
+			t.Errorf("bad token: %+v", d)
+		}
+		d = must[kavach.Decision](t)(e.k.AuthorizeToken(ctx, "kv_"+a.Token[3:45]+"x", kavach.Request{Action: "read", Resource: "x"}))
+		if d.Allowed || d.Code != "INVALID_TOKEN" {
+			t.Errorf("wrong token: %+v", d)
+		}
+	})
 }
 
 func TestAuthorizeRejectsInvalidRequests(t *testing.T) {
-	e := newEnv(t)
-	a := e.agent(t, "u", perm("*", "*"))
-	for _, req := range []kavach.Request{
-		{Action: "", Resource: "x"},
-		{Action: "read", Resource: ""},
-		{Action: "*", Resource: "x"},
-		{Action: "read", Resource: "x:*"},
-		{Action: "read", Resource: "a::b"},
-		{Action: "read", Resource: "x", IP: "not-an-ip"},
-		{Action: "read", Resource: "x", Arguments: map[string]any{"f": func() {}}},
-	} {
-		if _, err := e.k.Authorize(ctx, a.ID, req); !errors.Is(err, kavach.ErrValidation) {
-			t.Errorf("%+v: %v", req, err)
+	eachBackend(t, func(t *testing.T, e *env) {
+		a := e.agent(t, "u", perm("*", "*"))
+		for _, req := range []kavach.Request{
+			{Action: "", Resource: "x"},
+			{Action: "read", Resource: ""},
+			{Action: "*", Resource: "x"},
+			{Action: "read", Resource: "x:*"},
+			{Action: "read", Resource: "a::b"},
+			{Action: "read", Resource: "x", IP: "not-an-ip"},
+			{Action: "read", Resource: "x", Arguments: map[string]any{"f": func() {}}},
+		} {
+			if _, err := e.k.Authorize(ctx, a.ID, req); !errors.Is(err, kavach.ErrValidation) {
+				t.Errorf("%+v: %v", req, err)
+			}
 		}
-	}
-	if _, err := e.k.Authorize(ctx, "", kavach.Request{Action: "a", Resource: "b"}); !errors.Is(err, kavach.ErrValidation) {
-		t.Errorf("empty agent id: %v", err)
-	}
-	if n := auditCount(t, e.k); n != 0 {
-		t.Errorf("invalid requests wrote %d audit rows", n)
-	}
+		if _, err := e.k.Authorize(ctx, "", kavach.Request{Action: "a", Resource: "b"}); !errors.Is(err, kavach.ErrValidation) {
+			t.Errorf("empty agent id: %v", err)
+		}
+		if n := auditCount(t, e.k); n != 0 {
+			t.Errorf("invalid requests wrote %d audit rows", n)
+		}
+	})
 }
 
 func TestEveryDecisionWritesExactlyOneAuditRowWithItsContext(t *testing.T) {
-	e := newEnv(t)
-	tenantK := e.k
-	a := e.agent(t, "owner-7", perm("files:*", "read"))
-	d, err := tenantK.Authorize(ctx, a.ID, kavach.Request{Action: "read", Resource: "files:a", Arguments: map[string]any{"path": "/tmp/x"}, IP: "::ffff:10.1.2.3", UserAgent: "agent-sdk/1.0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	denied := decide(t, e.k, a.ID, "write", "files:a")
-	if n := auditCount(t, e.k); n != 2 {
-		t.Fatalf("%d audit rows for 2 decisions", n)
-	}
-	entries := must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, kavach.AuditFilter{AgentID: a.ID}))
-	if len(entries) != 2 || entries[0].ID != denied.AuditID || entries[1].ID != d.AuditID {
-		t.Fatalf("entries %+v", entries)
-	}
-	got := entries[1]
-	if got.UserID != "owner-7" || got.Action != "read" || got.Resource != "files:a" || got.Result != "allowed" ||
-		got.Reason != "" || got.IP != "10.1.2.3" || got.UserAgent != "agent-sdk/1.0" || string(got.Parameters) != `{"path":"/tmp/x"}` ||
-		!got.Timestamp.Equal(e.clock.Now()) {
-		t.Errorf("allowed entry %+v", got)
-	}
-	if entries[0].Result != "denied" || entries[0].Reason != denied.Reason || string(entries[0].Parameters) != "{}" {
-		t.Errorf("denied entry %+v", entries[0])
-	}
-	// Revoked agents are still audited; unknown agents cannot be.
-	must[struct{}](t)(struct{}{}, e.k.Agents.Revoke(ctx, a.ID))
-	if d := decide(t, e.k, a.ID, "read", "files:a"); d.Code != "AGENT_REVOKED" || d.AuditID == "" {
-		t.Errorf("revoked: %+v", d)
-	}
-	if n := auditCount(t, e.k); n != 3 {
-		t.Errorf("%d rows after the revoked decision", n)
-	}
+	eachBackend(t, func(t *testing.T, e *env) {
+		tenantK := e.k
+		a := e.agent(t, "owner-7", perm("files:*", "read"))
+		d, err := tenantK.Authorize(ctx, a.ID, kavach.Request{Action: "read", Resource: "files:a", Arguments: map[string]any{"path": "/tmp/x"}, IP: "::ffff:10.1.2.3", UserAgent: "agent-sdk/1.0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		denied := decide(t, e.k, a.ID, "write", "files:a")
+		if n := auditCount(t, e.k); n != 2 {
+			t.Fatalf("%d audit rows for 2 decisions", n)
+		}
+		entries := must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, kavach.AuditFilter{AgentID: a.ID}))
+		if len(entries) != 2 || entries[0].ID != denied.AuditID || entries[1].ID != d.AuditID {
+			t.Fatalf("entries %+v", entries)
+		}
+		got := entries[1]
+		if got.UserID != "owner-7" || got.Action != "read" || got.Resource != "files:a" || got.Result != "allowed" ||
+			got.Reason != "" || got.IP != "10.1.2.3" || got.UserAgent != "agent-sdk/1.0" || string(got.Parameters) != `{"path":"/tmp/x"}` ||
+			!got.Timestamp.Equal(e.clock.Now()) {
+			t.Errorf("allowed entry %+v", got)
+		}
+		if entries[0].Result != "denied" || entries[0].Reason != denied.Reason || string(entries[0].Parameters) != "{}" {
+			t.Errorf("denied entry %+v", entries[0])
+		}
+		// Revoked agents are still audited; unknown agents cannot be.
+		must[struct{}](t)(struct{}{}, e.k.Agents.Revoke(ctx, a.ID))
+		if d := decide(t, e.k, a.ID, "read", "files:a"); d.Code != "AGENT_REVOKED" || d.AuditID == "" {
+			t.Errorf("revoked: %+v", d)
+		}
+		if n := auditCount(t, e.k); n != 3 {
+			t.Errorf("%d rows after the revoked decision", n)
+		}
+	})
 }
 
 // Two processes share one database file: one has the agent cached, the other changes it. The
 // first must never return a decision made from its stale copy.
 func TestChangesByAnotherProcessAreSeenAtOnce(t *testing.T) {
-	e := newEnv(t)
-	other := e.open(t)
-	a := e.agent(t, "u", perm("db:*", "query"))
-	if d := decide(t, e.k, a.ID, "query", "db:x"); !d.Allowed {
-		t.Fatal(d)
-	}
-	if d := must[kavach.Decision](t)(e.k.AuthorizeToken(ctx, a.Token, kavach.Request{Action: "query", Resource: "db:x"})); !d.Allowed {
-		t.Fatal(d)
-	}
-	// Permissions changed elsewhere.
-	narrower := []kavach.Permission{perm("db:reporting", "query")}
-	must[*kavach.Agent](t)(other.Agents.Update(ctx, a.ID, kavach.AgentUpdate{Permissions: &narrower}))
-	if d := decide(t, e.k, a.ID, "query", "db:x"); d.Allowed {
-		t.Errorf("stale permissions used after an update elsewhere: %+v", d)
-	}
-	if d := decide(t, e.k, a.ID, "query", "db:reporting"); !d.Allowed {
-		t.Errorf("new permissions not used: %+v", d)
-	}
-	// Token rotated elsewhere.
-	rot := must[*kavach.Agent](t)(other.Agents.Rotate(ctx, a.ID))
-	if d := must[kavach.Decision](t)(e.k.AuthorizeToken(ctx, a.Token, kavach.Request{Action: "query", Resource: "db:reporting"})); d.Allowed {
-		t.Errorf("old token still accepted after rotation elsewhere: %+v", d)
-	}
-	if d := must[kavach.Decision](t)(e.k.AuthorizeToken(ctx, rot.Token, kavach.Request{Action: "query", Resource: "db:reporting"})); !d.Allowed {
-		t.Errorf("new token refused: %+v", d)
-	}
-	// Revoked elsewhere.
-	must[struct{}](t)(struct{}{}, other.Agents.Revoke(ctx, a.ID))
-	if d := decide(t, e.k, a.ID, "query", "db:reporting"); d.Allowed || d.Code != "AGENT_REVOKED" {
-		t.Errorf("revocation elsewhere not seen: %+v", d)
-	}
-	// Exactly one audit row per decision about an agent, none for the discarded stale attempts;
-	// the old token's decision found no agent, so it has no row.
-	if n := auditCount(t, e.k); n != 6 {
-		t.Errorf("%d audit rows for 6 decisions about the agent", n)
-	}
+	eachBackend(t, func(t *testing.T, e *env) {
+		other := e.other(t)
+		a := e.agent(t, "u", perm("db:*", "query"))
+		if d := decide(t, e.k, a.ID, "query", "db:x"); !d.Allowed {
+			t.Fatal(d)
+		}
+		if d := must[kavach.Decision](t)(e.k.AuthorizeToken(ctx, a.Token, kavach.Request{Action: "query", Resource: "db:x"})); !d.Allowed {
+			t.Fatal(d)
+		}
+		// Permissions changed elsewhere.
+		narrower := []kavach.Permission{perm("db:reporting", "query")}
+		must[*kavach.Agent](t)(other.Agents.Update(ctx, a.ID, kavach.AgentUpdate{Permissions: &narrower}))
+		if d := decide(t, e.k, a.ID, "query", "db:x"); d.Allowed {
+			t.Errorf("stale permissions used after an update elsewhere: %+v", d)
+		}
+		if d := decide(t, e.k, a.ID, "query", "db:reporting"); !d.Allowed {
+			t.Errorf("new permissions not used: %+v", d)
+		}
+		// Token rotated elsewhere.
+		rot := must[*kavach.Agent](t)(other.Agents.Rotate(ctx, a.ID))
+		if d := must[kavach.Decision](t)(e.k.AuthorizeToken(ctx, a.Token, kavach.Request{Action: "query", Resource: "db:reporting"})); d.Allowed {
+			t.Errorf("old token still accepted after rotation elsewhere: %+v", d)
+		}
+		if d := must[kavach.Decision](t)(e.k.AuthorizeToken(ctx, rot.Token, kavach.Request{Action: "query", Resource: "db:reporting"})); !d.Allowed {
+			t.Errorf("new token refused: %+v", d)
+		}
+		// Revoked elsewhere.
+		must[struct{}](t)(struct{}{}, other.Agents.Revoke(ctx, a.ID))
+		if d := decide(t, e.k, a.ID, "query", "db:reporting"); d.Allowed || d.Code != "AGENT_REVOKED" {
+			t.Errorf("revocation elsewhere not seen: %+v", d)
+		}
+		// Exactly one audit row per decision about an agent, none for the discarded stale attempts;
+		// the old token's decision found no agent, so it has no row.
+		if n := auditCount(t, e.k); n != 6 {
+			t.Errorf("%d audit rows for 6 decisions about the agent", n)
+		}
+	})
 }
 
 func TestStorageFailureDeniesNeverAllows(t *testing.T) {
-	e := newEnv(t)
-	a := e.agent(t, "u", perm("*", "*"))
-	if d := decide(t, e.k, a.ID, "read", "x"); !d.Allowed {
-		t.Fatal(d)
-	}
-	e.k.DB().Close() // the agent is cached; the audit row cannot be written
-	d := decide(t, e.k, a.ID, "read", "x")
-	if d.Allowed || d.Code != "STORAGE_ERROR" || d.AuditID != "" {
-		t.Errorf("with the database closed: %+v", d)
-	}
-	d = decide(t, e.k, "01a00000-0000-7000-8000-000000000001", "read", "x")
-	if d.Allowed || d.Code != "STORAGE_ERROR" {
-		t.Errorf("uncached agent with the database closed: %+v", d)
-	}
+	eachBackend(t, func(t *testing.T, e *env) {
+		a := e.agent(t, "u", perm("*", "*"))
+		if d := decide(t, e.k, a.ID, "read", "x"); !d.Allowed {
+			t.Fatal(d)
+		}
+		e.k.DB().Close() // the agent is cached; the audit row cannot be written
+		d := decide(t, e.k, a.ID, "read", "x")
+		if d.Allowed || d.Code != "STORAGE_ERROR" || d.AuditID != "" {
+			t.Errorf("with the database closed: %+v", d)
+		}
+		d = decide(t, e.k, "01a00000-0000-7000-8000-000000000001", "read", "x")
+		if d.Allowed || d.Code != "STORAGE_ERROR" {
+			t.Errorf("uncached agent with the database closed: %+v", d)
+		}
+	})
 }
 
 func TestAllMatchingPermissionsAreConsidered(t *testing.T) {
-	e := newEnv(t)
-	a := e.agent(t, "u",
-		kavach.Permission{Resource: "mcp:*", Actions: []string{"read"}, Constraints: &kavach.Constraints{RequireApproval: true}},
-		perm("mcp:github:repos", "read"),
-	)
-	if d := decide(t, e.k, a.ID, "read", "mcp:github:repos"); !d.Allowed {
-		t.Errorf("the unconstrained permission was ignored: %+v", d)
-	}
-	if d := decide(t, e.k, a.ID, "read", "mcp:slack:x"); d.Allowed || d.Code != "APPROVAL_REQUIRED" {
-		t.Errorf("approval: %+v", d)
-	}
+	eachBackend(t, func(t *testing.T, e *env) {
+		a := e.agent(t, "u",
+			kavach.Permission{Resource: "mcp:*", Actions: []string{"read"}, Constraints: &kavach.Constraints{RequireApproval: true}},
+			perm("mcp:github:repos", "read"),
+		)
+		if d := decide(t, e.k, a.ID, "read", "mcp:github:repos"); !d.Allowed {
+			t.Errorf("the unconstrained permission was ignored: %+v", d)
+		}
+		if d := decide(t, e.k, a.ID, "read", "mcp:slack:x"); d.Allowed || d.Code != "APPROVAL_REQUIRED" {
+			t.Errorf("approval: %+v", d)
+		}
+	})
 }
 
 func TestRateLimitIsAtomicAndRolls(t *testing.T) {
-	e := newEnv(t)
-	other := e.open(t)
-	a := e.agent(t, "u", kavach.Permission{Resource: "t:*", Actions: []string{"read"}, Constraints: &kavach.Constraints{MaxCallsPerHour: 5}})
-	var allowed, limited atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 24 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			k := e.k
-			if i%2 == 1 {
-				k = other // two processes share the counter
-			}
-			d, err := k.Authorize(ctx, a.ID, kavach.Request{Action: "read", Resource: fmt.Sprintf("t:%d", i)})
-			switch {
-			case err != nil:
-				t.Error(err)
-			case d.Allowed:
-				allowed.Add(1)
-			case d.Code == "RATE_LIMITED":
-				limited.Add(1)
-			default:
-				t.Errorf("unexpected %+v", d)
-			}
-		}()
-	}
-	wg.Wait()
-	// The cap is per permission, not per concrete resource as in the reference.
-	if allowed.Load() != 5 || limited.Load() != 19 {
-		t.Fatalf("allowed %d limited %d, want 5 and 19", allowed.Load(), limited.Load())
-	}
-	rl := must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, kavach.AuditFilter{Result: "rate_limited"}))
-	if len(rl) != 19 {
-		t.Errorf("%d rate_limited audit rows", len(rl))
-	}
-	e.clock.Advance(30 * time.Minute)
-	if d := decide(t, e.k, a.ID, "read", "t:x"); d.Allowed {
-		t.Errorf("within the hour: %+v", d)
-	}
-	e.clock.Advance(31 * time.Minute)
-	if d := decide(t, e.k, a.ID, "read", "t:x"); !d.Allowed {
-		t.Errorf("an hour later: %+v", d)
-	}
+	eachBackend(t, func(t *testing.T, e *env) {
+		other := e.other(t)
+		a := e.agent(t, "u", kavach.Permission{Resource: "t:*", Actions: []string{"read"}, Constraints: &kavach.Constraints{MaxCallsPerHour: 5}})
+		var allowed, limited atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 24 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				k := e.k
+				if i%2 == 1 {
+					k = other // two processes share the counter
+				}
+				d, err := k.Authorize(ctx, a.ID, kavach.Request{Action: "read", Resource: fmt.Sprintf("t:%d", i)})
+				switch {
+				case err != nil:
+					t.Error(err)
+				case d.Allowed:
+					allowed.Add(1)
+				case d.Code == "RATE_LIMITED":
+					limited.Add(1)
+				default:
+					t.Errorf("unexpected %+v", d)
+				}
+			}()
+		}
+		wg.Wait()
+		// The cap is per permission, not per concrete resource as in the reference.
+		if allowed.Load() != 5 || limited.Load() != 19 {
+			t.Fatalf("allowed %d limited %d, want 5 and 19", allowed.Load(), limited.Load())
+		}
+		rl := must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, kavach.AuditFilter{Result: "rate_limited"}))
+		if len(rl) != 19 {
+			t.Errorf("%d rate_limited audit rows", len(rl))
+		}
+		e.clock.Advance(30 * time.Minute)
+		if d := decide(t, e.k, a.ID, "read", "t:x"); d.Allowed {
+			t.Errorf("within the hour: %+v", d)
+		}
+		e.clock.Advance(31 * time.Minute)
+		if d := decide(t, e.k, a.ID, "read", "t:x"); !d.Allowed {
+			t.Errorf("an hour later: %+v", d)
+		}
+	})
 }
 
 func TestTimeWindowAndIPAllowlist(t *testing.T) {
-	e := newEnv(t)
-	a := e.agent(t, "u", kavach.Permission{Resource: "ops:*", Actions: []string{"deploy"}, Constraints: &kavach.Constraints{
-		TimeWindow: &kavach.TimeWindow{Start: "09:00", End: "17:00"}, IPAllowlist: []string{"10.0.0.0/8"}}})
-	req := kavach.Request{Action: "deploy", Resource: "ops:web", IP: "10.2.3.4"}
-	if d := must[kavach.Decision](t)(e.k.Authorize(ctx, a.ID, req)); !d.Allowed {
-		t.Errorf("noon from 10/8: %+v", d)
-	}
-	req.IP = "192.168.0.1"
-	if d := must[kavach.Decision](t)(e.k.Authorize(ctx, a.ID, req)); d.Code != "IP_NOT_ALLOWED" {
-		t.Errorf("wrong network: %+v", d)
-	}
-	req.IP = "10.2.3.4"
-	e.clock.Advance(6 * time.Hour) // 18:00 UTC
-	if d := must[kavach.Decision](t)(e.k.Authorize(ctx, a.ID, req)); d.Code != "OUTSIDE_TIME_WINDOW" {
-		t.Errorf("evening: %+v", d)
-	}
+	eachBackend(t, func(t *testing.T, e *env) {
+		a := e.agent(t, "u", kavach.Permission{Resource: "ops:*", Actions: []string{"deploy"}, Constraints: &kavach.Constraints{
+			TimeWindow: &kavach.TimeWindow{Start: "09:00", End: "17:00"}, IPAllowlist: []string{"10.0.0.0/8"}}})
+		req := kavach.Request{Action: "deploy", Resource: "ops:web", IP: "10.2.3.4"}
+		if d := must[kavach.Decision](t)(e.k.Authorize(ctx, a.ID, req)); !d.Allowed {
+			t.Errorf("noon from 10/8: %+v", d)
+		}
+		req.IP = "192.168.0.1"
+		if d := must[kavach.Decision](t)(e.k.Authorize(ctx, a.ID, req)); d.Code != "IP_NOT_ALLOWED" {
+			t.Errorf("wrong network: %+v", d)
+		}
+		req.IP = "10.2.3.4"
+		e.clock.Advance(6 * time.Hour) // 18:00 UTC
+		if d := must[kavach.Decision](t)(e.k.Authorize(ctx, a.ID, req)); d.Code != "OUTSIDE_TIME_WINDOW" {
+			t.Errorf("evening: %+v", d)
+		}
+	})
 }
 
 func TestConcurrentDecisionsAreEachAuditedOnce(t *testing.T) {
-	e := newEnv(t, func(c *kavach.Config) { c.Agents.MaxPerUser = -1 })
-	var agents []*kavach.Agent
-	for i := range 20 {
-		agents = append(agents, e.agent(t, fmt.Sprint("o", i), perm("r:*", "read")))
-	}
-	ids := make(chan string, 64*40)
-	var wg sync.WaitGroup
-	for g := range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 40 {
-				d, err := e.k.Authorize(ctx, agents[(g+i)%20].ID, kavach.Request{Action: "read", Resource: "r:x"})
-				if err != nil || !d.Allowed {
-					t.Errorf("%+v %v", d, err)
-					return
-				}
-				ids <- d.AuditID
-			}
-		}()
-	}
-	wg.Wait()
-	close(ids)
-	seen := map[string]bool{}
-	for id := range ids {
-		if seen[id] {
-			t.Fatalf("audit id %s returned twice", id)
+	eachBackend(t, func(t *testing.T, e *env) {
+		var agents []*kavach.Agent
+		for i := range 20 {
+			agents = append(agents, e.agent(t, fmt.Sprint("o", i), perm("r:*", "read")))
 		}
-		seen[id] = true
-	}
-	if n := auditCount(t, e.k); n != int64(len(seen)) || n != 64*40 {
-		t.Errorf("%d audit rows, %d decisions", n, len(seen))
-	}
+		ids := make(chan string, 64*40)
+		var wg sync.WaitGroup
+		for g := range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 40 {
+					d, err := e.k.Authorize(ctx, agents[(g+i)%20].ID, kavach.Request{Action: "read", Resource: "r:x"})
+					if err != nil || !d.Allowed {
+						t.Errorf("%+v %v", d, err)
+						return
+					}
+					ids <- d.AuditID
+				}
+			}()
+		}
+		wg.Wait()
+		close(ids)
+		seen := map[string]bool{}
+		for id := range ids {
+			if seen[id] {
+				t.Fatalf("audit id %s returned twice", id)
+			}
+			seen[id] = true
+		}
+		if n := auditCount(t, e.k); n != int64(len(seen)) || n != 64*40 {
+			t.Errorf("%d audit rows, %d decisions", n, len(seen))
+		}
+	}, func(c *kavach.Config) { c.Agents.MaxPerUser = -1 })
 }

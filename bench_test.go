@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kavachdev/kavach"
+	"github.com/kavachdev/kavach/storage"
 	_ "github.com/kavachdev/kavach/storage/libsql"
+	"github.com/kavachdev/kavach/storage/storagetest"
+	"github.com/kavachdev/kavach/storage/storagetest/testdb"
 )
 
 // benchFixture is the workload of the core issue: an embedded SQLite file in WAL mode, 1,000
@@ -22,10 +26,14 @@ type benchFixture struct {
 }
 
 func newBenchFixture(b *testing.B) *benchFixture {
+	return newBenchFixtureOn(b, kavach.Database{Provider: "sqlite", URL: b.TempDir() + "/bench.db"})
+}
+
+func newBenchFixtureOn(b *testing.B, db kavach.Database) *benchFixture {
 	b.Helper()
 	ctx := context.Background()
 	k, err := kavach.New(ctx, kavach.Config{
-		Database: kavach.Database{Provider: "sqlite", URL: b.TempDir() + "/bench.db"},
+		Database: db,
 		Agents:   kavach.AgentsConfig{MaxPerUser: -1, TokenExpiry: "never"},
 	})
 	if err != nil {
@@ -40,13 +48,25 @@ func newBenchFixture(b *testing.B) *benchFixture {
 		{Resource: "fs:tmp:*", Actions: []string{"read", "write", "delete"}},
 		{Resource: "mcp:github:*", Actions: []string{"read"}},
 	}
-	for i := range 1000 {
-		a, err := k.Agents.Create(ctx, kavach.NewAgent{OwnerID: fmt.Sprintf("owner_%d", i%100), Name: fmt.Sprintf("agent-%d", i), Type: kavach.Autonomous, Permissions: perms})
-		if err != nil {
-			b.Fatal(err)
-		}
-		f.ids = append(f.ids, a.ID)
-		f.tokens = append(f.tokens, a.Token)
+	f.ids, f.tokens = make([]string, 1000), make([]string, 1000)
+	var wg sync.WaitGroup
+	for w := range 8 { // creating concurrently keeps set-up short on server backends
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 1000; i += 8 {
+				a, err := k.Agents.Create(ctx, kavach.NewAgent{OwnerID: fmt.Sprintf("owner_%d", i%100), Name: fmt.Sprintf("agent-%d", i), Type: kavach.Autonomous, Permissions: perms})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				f.ids[i], f.tokens[i] = a.ID, a.Token
+			}
+		}()
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
 	}
 	return f
 }
@@ -109,9 +129,30 @@ func BenchmarkAuthorizeSequential(b *testing.B) {
 // GOMAXPROCS=2). Reports decisions per second.
 func BenchmarkAuthorizeParallel(b *testing.B) {
 	f := newBenchFixture(b)
+	b.Run("sqlite-file", func(b *testing.B) { runParallelAuthorize(b, f, 64) })
+}
+
+// BenchmarkAuthorizeParallelBackends: 32 concurrent callers (16 per processor at -cpu 2), every
+// decision durably audited, on each server backend: sqld over HTTP and WebSocket, Postgres and
+// MariaDB, all on loopback.
+//
+// The fixtures are made here, in the parent, which runs once: a parallel benchmark's function
+// runs several times with growing b.N.
+func BenchmarkAuthorizeParallelBackends(b *testing.B) {
+	for _, be := range testdb.Backends() {
+		if be.Embedded {
+			continue // measured by BenchmarkAuthorizeParallel
+		}
+		c := be.New(b).Config
+		f := newBenchFixtureOn(b, kavach.Database{Provider: c.Provider, URL: c.URL, AuthToken: c.AuthToken, MaxOpenConns: 16})
+		b.Run(be.Name, func(b *testing.B) { runParallelAuthorize(b, f, 32/runtime.GOMAXPROCS(0)) })
+	}
+}
+
+func runParallelAuthorize(b *testing.B, f *benchFixture, perProc int) {
 	ctx := context.Background()
 	var n atomic.Int64
-	b.SetParallelism(64)
+	b.SetParallelism(perProc)
 	b.ReportAllocs()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
@@ -130,7 +171,7 @@ func BenchmarkAuthorizeParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "decisions/s")
-	b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "procs")
+	b.ReportMetric(float64(perProc*runtime.GOMAXPROCS(0)), "callers")
 }
 
 // BenchmarkAuditQuery: the last 100 entries of one agent among 1,000,000 rows. The rows are
@@ -139,21 +180,7 @@ func BenchmarkAuthorizeParallel(b *testing.B) {
 func BenchmarkAuditQuery(b *testing.B) {
 	f := newBenchFixture(b)
 	ctx := context.Background()
-	const rows = 1_000_000
-	base := time.Now().Add(-rows / 10 * time.Second).Unix()
-	_, err := f.k.DB().Exec(ctx, storageStmt(`
-		WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < ?),
-		a(id, owner_id, n) AS (SELECT id, owner_id, row_number() OVER (ORDER BY id) - 1 FROM kavach_agents)
-		INSERT INTO kavach_audit_logs (id, agent_id, user_id, action, resource, parameters, result, reason, duration_ms, ip, user_agent, timestamp)
-		SELECT printf('%012x-7000-8000-%012x', (? + c.x / 10) * 1000 + c.x % 10, c.x), a.id, a.owner_id, 'read', 'mcp:github:repos', '{}',
-		       CASE WHEN c.x % 7 = 0 THEN 'denied' ELSE 'allowed' END, NULL, 0, '127.0.0.1', 'bench', ? + c.x / 10
-		FROM c JOIN a ON a.n = c.x % 1000`, rows-1, base, base))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if n := auditCount(b, f.k); n != rows {
-		b.Fatalf("%d rows", n)
-	}
+	fillAudit(b, f)
 	b.ResetTimer()
 	b.ReportAllocs()
 	i := 0
@@ -164,4 +191,68 @@ func BenchmarkAuditQuery(b *testing.B) {
 		}
 		i += 7
 	}
+}
+
+// BenchmarkAuditQueryBackends: the same query on Postgres and MariaDB.
+func BenchmarkAuditQueryBackends(b *testing.B) {
+	for _, be := range []storagetest.Backend{testdb.Postgres(), testdb.MySQL()} {
+		b.Run(be.Name, func(b *testing.B) {
+			c := be.New(b).Config
+			f := newBenchFixtureOn(b, kavach.Database{Provider: c.Provider, URL: c.URL, AuthToken: c.AuthToken})
+			fillAudit(b, f)
+			ctx := context.Background()
+			b.ResetTimer()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				entries, err := f.k.Audit.Query(ctx, kavach.AuditFilter{AgentID: f.ids[i%1000], Limit: 100})
+				if err != nil || len(entries) != 100 {
+					b.Fatalf("%d entries, %v", len(entries), err)
+				}
+				i += 7
+			}
+		})
+	}
+}
+
+// fillAudit writes 1,000,000 audit rows inside the database in one statement: v7-shaped ids in
+// time order, 1,000 agents, 10 decisions per second, every seventh denied.
+func fillAudit(b *testing.B, f *benchFixture) {
+	const rows = 1_000_000
+	base := time.Now().Add(-rows / 10 * time.Second).Unix()
+	cols := "INSERT INTO kavach_audit_logs (id, agent_id, user_id, action, resource, parameters, result, reason, duration_ms, ip, user_agent, timestamp) "
+	var st storage.Stmt
+	switch f.k.DB().Dialect() {
+	case storage.SQLite:
+		st = storageStmt(`
+		WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < ?),
+		a(id, owner_id, n) AS (SELECT id, owner_id, row_number() OVER (ORDER BY id) - 1 FROM kavach_agents) `+cols+`
+		SELECT printf('%012x-7000-8000-%012x', (? + c.x / 10) * 1000 + c.x % 10, c.x), a.id, a.owner_id, 'read', 'mcp:github:repos', '{}',
+		       CASE WHEN c.x % 7 = 0 THEN 'denied' ELSE 'allowed' END, NULL, 0, '127.0.0.1', 'bench', ? + c.x / 10
+		FROM c JOIN a ON a.n = c.x % 1000`, rows-1, base, base)
+	case storage.Postgres:
+		st = storageStmt(cols+`
+		SELECT lpad(to_hex((? + x / 10) * 1000 + x % 10), 12, '0') || '-7000-8000-' || lpad(to_hex(x), 12, '0'), a.id, a.owner_id, 'read', 'mcp:github:repos', '{}',
+		       CASE WHEN x % 7 = 0 THEN 'denied' ELSE 'allowed' END, NULL, 0, '127.0.0.1', 'bench', ? + x / 10
+		FROM generate_series(0, ?) AS x JOIN (SELECT id, owner_id, row_number() OVER (ORDER BY id) - 1 AS n FROM kavach_agents) a ON a.n = x % 1000`,
+			base, base, int64(rows-1))
+	case storage.MySQL:
+		// Six joined digit tables count to a million (MariaDB limits recursive CTEs to 1,000 rows).
+		st = storageStmt(cols+`
+		SELECT LOWER(CONCAT(LPAD(HEX((? + c.x DIV 10) * 1000 + c.x % 10), 12, '0'), '-7000-8000-', LPAD(HEX(c.x), 12, '0'))), a.id, a.owner_id, 'read', 'mcp:github:repos', '{}',
+		       CASE WHEN c.x % 7 = 0 THEN 'denied' ELSE 'allowed' END, NULL, 0, '127.0.0.1', 'bench', ? + c.x DIV 10
+		FROM (SELECT d0.d + 10*d1.d + 100*d2.d + 1000*d3.d + 10000*d4.d + 100000*d5.d AS x
+		      FROM `+digits("d0")+` CROSS JOIN `+digits("d1")+` CROSS JOIN `+digits("d2")+` CROSS JOIN `+digits("d3")+` CROSS JOIN `+digits("d4")+` CROSS JOIN `+digits("d5")+`) c
+		JOIN (SELECT id, owner_id, ROW_NUMBER() OVER (ORDER BY id) - 1 AS n FROM kavach_agents) a ON a.n = c.x % 1000`, base, base)
+	}
+	if _, err := f.k.DB().Exec(context.Background(), st); err != nil {
+		b.Fatal(err)
+	}
+	if n := auditCount(b, f.k); n != rows {
+		b.Fatalf("%d rows", n)
+	}
+}
+
+func digits(name string) string {
+	return "(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) " + name
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/kavachdev/kavach"
 	"github.com/kavachdev/kavach/storage"
 	_ "github.com/kavachdev/kavach/storage/libsql"
+	"github.com/kavachdev/kavach/storage/storagetest/testdb"
 )
 
 // clock is a settable clock for tests that need time to pass.
@@ -34,32 +35,68 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 type env struct {
-	k     *kavach.Kavach
-	clock *clock
-	path  string
+	k        *kavach.Kavach
+	clock    *clock
+	cfg      kavach.Config
+	path     string // the SQLite file, for tests of the embedded default
+	backend  string
+	isolated bool // every open is a new database (SQLite :memory:)
 }
 
-// newEnv opens Kavach on a fresh SQLite file with a settable clock.
+// newEnv opens Kavach on a fresh SQLite file, the embedded default, with a settable clock.
 func newEnv(t testing.TB, mods ...func(*kavach.Config)) *env {
 	t.Helper()
-	e := &env{clock: newClock(), path: filepath.Join(t.TempDir(), "kavach.db")}
-	cfg := kavach.Config{Database: kavach.Database{Provider: "sqlite", URL: e.path}, Clock: e.clock.Now}
+	path := filepath.Join(t.TempDir(), "kavach.db")
+	return openEnv(t, "sqlite-file", kavach.Database{Provider: "sqlite", URL: path}, false, path, mods)
+}
+
+func openEnv(t testing.TB, backend string, db kavach.Database, isolated bool, path string, mods []func(*kavach.Config)) *env {
+	t.Helper()
+	e := &env{clock: newClock(), path: path, backend: backend, isolated: isolated}
+	e.cfg = kavach.Config{Database: db, Clock: e.clock.Now}
 	for _, m := range mods {
-		m(&cfg)
+		m(&e.cfg)
 	}
-	k, err := kavach.New(context.Background(), cfg)
+	e.k = e.open(t)
+	return e
+}
+
+// eachBackend runs a behaviour test on every storage backend: SQLite file and memory, sqld over
+// HTTP and WebSocket, Postgres and MySQL/MariaDB (locally a missing server skips; with CI set it
+// fails).
+func eachBackend(t *testing.T, run func(t *testing.T, e *env), mods ...func(*kavach.Config)) {
+	for _, b := range testdb.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			d := b.New(t)
+			c := d.Config
+			run(t, openEnv(t, b.Name, kavach.Database{Provider: c.Provider, URL: c.URL, AuthToken: c.AuthToken, MaxOpenConns: c.MaxOpenConns}, d.Isolated, "", mods))
+		})
+	}
+}
+
+// open opens another instance on the same database, as another process or node would.
+func (e *env) open(t testing.TB) *kavach.Kavach {
+	t.Helper()
+	k, err := kavach.New(context.Background(), e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { k.Close() })
-	e.k = k
-	return e
+	return k
 }
 
-// open opens a second instance on the same database file, as another process would.
-func (e *env) open(t testing.TB) *kavach.Kavach {
+// other returns a second instance on the same database, with its own cache, as another process
+// or node would have. Where every open is a new database (SQLite :memory:), the second instance
+// shares the first one's database handle instead.
+func (e *env) other(t testing.TB) *kavach.Kavach {
 	t.Helper()
-	k, err := kavach.New(context.Background(), kavach.Config{Database: kavach.Database{Provider: "sqlite", URL: e.path}, Clock: e.clock.Now})
+	if !e.isolated {
+		return e.open(t)
+	}
+	cfg := e.cfg
+	cfg.Database = kavach.Database{}
+	cfg.DB = e.k.DB()
+	k, err := kavach.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

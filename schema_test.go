@@ -90,11 +90,8 @@ func TestSkipMigrationsVerifiesAndNamesWhatIsMissing(t *testing.T) {
 }
 
 func TestProviderErrorsAreOneClearLine(t *testing.T) {
-	_, err := kavach.New(ctx, kavach.Config{Database: kavach.Database{Provider: "postgres", URL: "postgresql://u:secret@localhost/db"}})
-	if err == nil || !strings.Contains(err.Error(), `import _ "github.com/kavachdev/kavach/storage/pg"`) || strings.Contains(err.Error(), "secret") {
-		t.Errorf("unlinked provider: %v", err)
-	}
-	_, err = kavach.New(ctx, kavach.Config{Database: kavach.Database{Provider: "oracle", URL: "x"}})
+	// (A provider that is not linked is tested in package storage: this test binary links them all.)
+	_, err := kavach.New(ctx, kavach.Config{Database: kavach.Database{Provider: "oracle", URL: "x"}})
 	if err == nil || !strings.Contains(err.Error(), "libsql, mysql, postgres, sqlite") {
 		t.Errorf("unknown provider: %v", err)
 	}

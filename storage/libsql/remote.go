@@ -251,10 +251,17 @@ func (db *Remote) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Re
 	}
 	results := make([]storage.Result, len(batch))
 	if len(batch) == 1 {
-		if err := runRemote(ctx, db.db, batch[0], &results[0]); err != nil {
-			return nil, db.stmtError(0, stmts[0].SQL, err)
+		// A statement refused because another stream holds the write lock did nothing: retry.
+		deadline := time.Now().Add(busyRetryFor)
+		for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+			err := runRemote(ctx, db.db, batch[0], &results[0])
+			if err == nil {
+				return results, nil
+			}
+			if !isBusy(err) || time.Now().After(deadline) || sleepCtx(ctx, wait) != nil {
+				return nil, db.stmtError(0, stmts[0].SQL, err)
+			}
 		}
-		return results, nil
 	}
 	conn, err := db.begin(ctx, write)
 	if err != nil {
@@ -275,15 +282,16 @@ func (db *Remote) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Re
 }
 
 // begin starts a transaction on a connection of its own. A pooled connection may have died
-// while idle (a WebSocket to a server that restarted): BEGIN then fails without having done
-// anything, so another connection is tried.
+// while idle (a WebSocket to a server that restarted), or another stream may hold the write
+// lock: BEGIN then fails without having done anything, so it is tried again.
 func (db *Remote) begin(ctx context.Context, write bool) (*sql.Conn, error) {
 	stmt := "BEGIN"
 	if write {
 		stmt = "BEGIN IMMEDIATE"
 	}
 	var err error
-	for range 3 {
+	deadline := time.Now().Add(busyRetryFor)
+	for attempt, wait := 0, 5*time.Millisecond; ; attempt, wait = attempt+1, min(2*wait, 200*time.Millisecond) {
 		var conn *sql.Conn
 		if conn, err = db.db.Conn(ctx); err != nil {
 			break
@@ -293,9 +301,13 @@ func (db *Remote) begin(ctx context.Context, write bool) (*sql.Conn, error) {
 		}
 		broken := db.discardIfBroken(conn, err)
 		conn.Close()
-		if !broken {
-			break
+		switch {
+		case broken && attempt < 3:
+			continue // another pooled connection may still be good
+		case isBusy(err) && time.Now().Before(deadline) && sleepCtx(ctx, wait) == nil:
+			continue // another stream holds the write lock; BEGIN did nothing
 		}
+		break
 	}
 	return nil, db.classify(err)
 }
@@ -615,4 +627,15 @@ func remoteOneLine(s string) string {
 		return s
 	}
 	return strings.Join(strings.Fields(s), " ")
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -172,3 +172,34 @@ func consumeRate(t testing.TB, db storage.DB, id, agentID, key string, perHour i
 	}
 	return res[2].RowsAffected > 0, nil
 }
+
+// testLongWriteBatches runs long write batches (30 statements, as agent creation and group
+// commits make) from many goroutines on several handles: each must wait for the write lock, not
+// fail because another holds it (sqld answered BEGIN IMMEDIATE with "database is locked").
+func testLongWriteBatches(t *testing.T, b Backend) {
+	handles := nodes(t, b, 4)
+	const batches, size = 4, 30
+	errs := race(t, handles, func(g int, db storage.DB) error {
+		if g >= 16 {
+			return nil
+		}
+		for i := range batches {
+			stmts := make([]storage.Stmt, size)
+			for j := range stmts {
+				id := fmt.Sprintf("long-%d-%d-%d", g, i, j)
+				stmts[j] = stmt("INSERT INTO kavach_api_keys (id, name, key_hash, key_prefix, created_at) VALUES (?, ?, ?, ?, ?)", id, "k", "h-"+id, "kvk_", int64(1))
+			}
+			if _, err := db.Exec(ctx(t), stmts...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, err := range errs {
+		t.Error(err)
+	}
+	res := exec(t, handles[0], stmt("SELECT COUNT(*) FROM kavach_api_keys"))[0]
+	if got := res.Rows[0][0]; got != int64(16*batches*size) {
+		t.Errorf("%v rows after %d concurrent batches of %d, want %d", got, 16*batches, size, 16*batches*size)
+	}
+}

@@ -99,6 +99,7 @@ func Run(t *testing.T, b Backend) {
 		{"SingleUseRowHasExactlyOneWinner", testSingleUseRace},
 		{"ConcurrentIncrementsLoseNoUpdate", testCounterRace},
 		{"RateLimitCapHoldsUnderConcurrency", testRateLimitRace},
+		{"LongWriteBatchesWaitForTheWriteLock", testLongWriteBatches},
 		{"MigrateTwiceIsANoOp", testMigrateTwice},
 		{"MigrateConcurrently", testMigrateConcurrently},
 		{"MigrateUpgradeConcurrently", testMigrateUpgrade},
