@@ -171,6 +171,23 @@ func checkID(field, s string) error {
 	return nil
 }
 
+// printable returns s with each control character and each byte of invalid UTF-8 replaced by
+// U+FFFD, for text that is recorded as given (a user agent header) but must be storable on every
+// backend: Postgres refuses NUL bytes and invalid UTF-8, MySQL invalid UTF-8.
+func printable(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			return strings.Map(func(r rune) rune {
+				if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
+					return utf8.RuneError
+				}
+				return r
+			}, strings.ToValidUTF8(s, "\uFFFD"))
+		}
+	}
+	return s
+}
+
 func checkName(field, s string) error {
 	if s == "" {
 		return validationError(field, "is required")
@@ -496,9 +513,15 @@ func (s *Agents) List(ctx context.Context, f ListFilter) ([]*Agent, error) {
 	var where []string
 	var args []any
 	if f.OwnerID != "" {
+		if err := checkID("ownerId", f.OwnerID); err != nil {
+			return nil, err
+		}
 		where, args = append(where, "owner_id = ?"), append(args, f.OwnerID)
 	}
 	if f.TenantID != "" {
+		if err := checkID("tenantId", f.TenantID); err != nil {
+			return nil, err
+		}
 		where, args = append(where, "tenant_id = ?"), append(args, f.TenantID)
 	}
 	if f.Type != "" {

@@ -100,6 +100,9 @@ func (a *APIKeys) List(ctx context.Context) ([]APIKey, error) {
 
 // Revoke revokes the key with id. Revoking twice succeeds.
 func (a *APIKeys) Revoke(ctx context.Context, id string) error {
+	if err := checkID("id", id); err != nil {
+		return errorf(CodeNotFound, "API key %q not found", id)
+	}
 	res, err := a.k.db.Exec(ctx,
 		storage.Stmt{SQL: "UPDATE kavach_api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", Args: []any{a.k.now().Unix(), id}},
 		storage.Stmt{SQL: "SELECT key_hash FROM kavach_api_keys WHERE id = ?", Args: []any{id}},

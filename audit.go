@@ -89,9 +89,15 @@ func (f *AuditFilter) where() (string, []any, error) {
 	var conds []string
 	var args []any
 	if f.AgentID != "" {
+		if err := checkID("agentId", f.AgentID); err != nil {
+			return "", nil, err
+		}
 		conds, args = append(conds, "agent_id = ?"), append(args, f.AgentID)
 	}
 	if f.UserID != "" {
+		if err := checkID("userId", f.UserID); err != nil {
+			return "", nil, err
+		}
 		conds, args = append(conds, "user_id = ?"), append(args, f.UserID)
 	}
 	if !f.Since.IsZero() {

@@ -114,7 +114,7 @@ func (k *Kavach) prepare(req *Request) (*prepared, error) {
 			}
 			ua = ua[:n]
 		}
-		p.ua = ua
+		p.ua = printable(ua)
 	}
 	return p, nil
 }

@@ -232,9 +232,9 @@ func fillAudit(b *testing.B, f *benchFixture) {
 		FROM c JOIN a ON a.n = c.x % 1000`, rows-1, base, base)
 	case storage.Postgres:
 		st = storageStmt(cols+`
-		SELECT lpad(to_hex((? + x / 10) * 1000 + x % 10), 12, '0') || '-7000-8000-' || lpad(to_hex(x), 12, '0'), a.id, a.owner_id, 'read', 'mcp:github:repos', '{}',
-		       CASE WHEN x % 7 = 0 THEN 'denied' ELSE 'allowed' END, NULL, 0, '127.0.0.1', 'bench', ? + x / 10
-		FROM generate_series(0, ?) AS x JOIN (SELECT id, owner_id, row_number() OVER (ORDER BY id) - 1 AS n FROM kavach_agents) a ON a.n = x % 1000`,
+		SELECT lpad(to_hex((?::bigint + x / 10) * 1000 + x % 10), 12, '0') || '-7000-8000-' || lpad(to_hex(x), 12, '0'), a.id, a.owner_id, 'read', 'mcp:github:repos', '{}',
+		       CASE WHEN x % 7 = 0 THEN 'denied' ELSE 'allowed' END, NULL, 0, '127.0.0.1', 'bench', ?::bigint + x / 10
+		FROM generate_series(0::bigint, ?::bigint) AS x JOIN (SELECT id, owner_id, row_number() OVER (ORDER BY id) - 1 AS n FROM kavach_agents) a ON a.n = x % 1000`,
 			base, base, int64(rows-1))
 	case storage.MySQL:
 		// Six joined digit tables count to a million (MariaDB limits recursive CTEs to 1,000 rows).

@@ -179,7 +179,8 @@ func New(ctx context.Context, cfg Config) (*Kavach, error) {
 		if db.URL == "" && db.Provider == "sqlite" {
 			db.URL = "./kavach.db"
 		}
-		k.db, err = storage.Open(ctx, storage.Config{Provider: db.Provider, URL: db.URL, AuthToken: db.AuthToken, MaxOpenConns: db.MaxOpenConns})
+		k.db, err = storage.Open(ctx, storage.Config{Provider: db.Provider, URL: db.URL, AuthToken: db.AuthToken, MaxOpenConns: db.MaxOpenConns,
+			Lazy: !cfg.NoSchemaCheck}) // the schema check is the first query: it also proves the server answers
 		if err != nil {
 			return nil, err
 		}

@@ -18,6 +18,12 @@ type Config struct {
 	AuthToken string // libSQL/Turso auth token, when not in the URL
 	// MaxOpenConns bounds the connection pool of server backends; 0 picks a default.
 	MaxOpenConns int
+	// Lazy leaves out the query a server backend runs at open to check that the server answers:
+	// the first batch makes the check instead, and until one batch succeeds, a failure that is
+	// not a statement's own reads as a failure to open would (unreachable, login refused, no
+	// such database). For callers that run a query right after opening anyway, such as
+	// kavach.New: a serverless cold start then costs one round trip, not two.
+	Lazy bool
 }
 
 // Opener opens a database for a registered provider.

@@ -28,8 +28,13 @@ type Stmt struct {
 // return rows (they are set, possibly with zero rows, for every SELECT); RowsAffected is set for
 // statements that change rows. Row values are int64, float64, string, []byte or nil.
 type Result struct {
-	Columns      []string
-	Rows         [][]any
+	Columns []string
+	Rows    [][]any
+	// RowsAffected is the number of rows an INSERT, UPDATE or DELETE wrote. The core relies on
+	// it only where every backend agrees: 0 when a conditional statement's condition did not
+	// hold. Backends differ where a statement matches a row but leaves its values unchanged:
+	// SQLite and Postgres count the row, MySQL does not (found-rows is off, so that a no-op
+	// upsert reports 0), and a MySQL upsert that updates counts 2.
 	RowsAffected int64
 }
 

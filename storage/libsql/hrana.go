@@ -48,12 +48,21 @@ const busyRetryFor = 5 * time.Second
 func OpenLibSQL(ctx context.Context, cfg storage.Config) (storage.DB, error) {
 	raw := strings.TrimSpace(cfg.URL)
 	if strings.HasPrefix(raw, "ws://") || strings.HasPrefix(raw, "wss://") {
-		return OpenRemote(ctx, cfg)
+		db, err := OpenRemote(ctx, cfg)
+		if err != nil || !cfg.Lazy {
+			return db, err
+		}
+		return storage.CheckOnFirstUse(db, db.openError), nil
 	}
-	return OpenHranaHTTP(ctx, cfg)
+	db, err := OpenHranaHTTP(ctx, cfg)
+	if err != nil || !cfg.Lazy {
+		return db, err
+	}
+	return storage.CheckOnFirstUse(db, db.openError), nil
 }
 
-// OpenHranaHTTP opens a libSQL server over HTTP and checks that it answers a query.
+// OpenHranaHTTP opens a libSQL server over HTTP and checks that it answers a query (with
+// cfg.Lazy it contacts nothing).
 func OpenHranaHTTP(ctx context.Context, cfg storage.Config) (*HranaHTTP, error) {
 	raw := strings.TrimSpace(cfg.URL)
 	clean, token, tls, err := parseRemoteURL(raw, cfg.AuthToken)
@@ -93,6 +102,9 @@ func OpenHranaHTTP(ctx context.Context, cfg storage.Config) (*HranaHTTP, error) 
 			IdleConnTimeout:       60 * time.Second,
 			ExpectContinueTimeout: time.Second,
 		}},
+	}
+	if cfg.Lazy {
+		return db, nil
 	}
 	if _, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT 1"}); err != nil {
 		db.client.CloseIdleConnections()

@@ -87,6 +87,9 @@ func OpenRemote(ctx context.Context, cfg storage.Config) (*Remote, error) {
 	// sqld drops an idle Hrana stream after 10 s; a connection kept longer only costs a failed
 	// request before database/sql replaces it.
 	db.db.SetConnMaxIdleTime(9 * time.Second)
+	if cfg.Lazy {
+		return db, nil
+	}
 	if _, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT 1"}); err != nil {
 		db.db.Close()
 		return nil, db.openError(err)
@@ -549,7 +552,7 @@ func (db *remoteBase) classify(err error) error {
 	case strings.Contains(msg, "constraint failed"):
 		return storage.Classified(storage.ErrConstraint, e)
 	case remoteConnError(err), strings.Contains(msg, "error code 401"), strings.Contains(msg, "error code 403"),
-		strings.Contains(msg, "error code 5"), strings.Contains(msg, "SQLITE_BUSY"), strings.Contains(msg, "database is locked"):
+		strings.Contains(msg, "handshake error"), strings.Contains(msg, "error code 5"), strings.Contains(msg, "SQLITE_BUSY"), strings.Contains(msg, "database is locked"):
 		var opErr *net.OpError
 		if errors.As(err, &opErr) {
 			e.detail = db.redact(opErr.Error())

@@ -96,39 +96,46 @@ func TestRemoteOpenErrorsAreOneClearLine(t *testing.T) {
 		{"two different tokens", storage.Config{URL: "http://" + s.Addr() + "?authToken=" + forged, AuthToken: token}, []string{"different"}, nil},
 		{"tls switch on an http url", storage.Config{URL: "http://" + s.Addr() + "?tls=0"}, []string{"only applies to libsql://"}, nil},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			c.cfg.Provider = "libsql"
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			start := time.Now()
-			db, err := storage.Open(ctx, c.cfg)
-			if err == nil {
-				db.Close()
-				t.Fatal("Open succeeded")
+	for _, lazy := range []bool{false, true} {
+		for _, c := range cases {
+			name := c.name
+			if lazy {
+				name += ", lazy"
 			}
-			msg := err.Error()
-			t.Logf("%s (%v)", msg, time.Since(start).Round(time.Millisecond))
-			if time.Since(start) > 6*time.Second {
-				t.Errorf("took %v to fail", time.Since(start))
-			}
-			if strings.ContainsAny(msg, "\r\n") {
-				t.Errorf("message spans lines: %q", msg)
-			}
-			for _, sec := range secrets {
-				if strings.Contains(msg, sec) {
-					t.Errorf("message shows an auth token: %s", msg)
+			t.Run(name, func(t *testing.T) {
+				c.cfg.Provider = "libsql"
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				start := time.Now()
+				cfg := c.cfg
+				cfg.Lazy = lazy
+				err := storagetest.OpenError(ctx, cfg)
+				if err == nil {
+					t.Fatal("the database worked")
 				}
-			}
-			for _, w := range c.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("message does not say %q: %s", w, msg)
+				msg := err.Error()
+				t.Logf("%s (%v)", msg, time.Since(start).Round(time.Millisecond))
+				if time.Since(start) > 6*time.Second {
+					t.Errorf("took %v to fail", time.Since(start))
 				}
-			}
-			if c.kind != nil && !errors.Is(err, c.kind) {
-				t.Errorf("errors.Is(err, %v) is false", c.kind)
-			}
-		})
+				if strings.ContainsAny(msg, "\r\n") {
+					t.Errorf("message spans lines: %q", msg)
+				}
+				for _, sec := range secrets {
+					if strings.Contains(msg, sec) {
+						t.Errorf("message shows an auth token: %s", msg)
+					}
+				}
+				for _, w := range c.want {
+					if !strings.Contains(msg, w) {
+						t.Errorf("message does not say %q: %s", w, msg)
+					}
+				}
+				if c.kind != nil && !errors.Is(err, c.kind) {
+					t.Errorf("errors.Is(err, %v) is false", c.kind)
+				}
+			})
+		}
 	}
 	for _, sec := range secrets {
 		if strings.Contains(logs.String(), sec) {

@@ -51,7 +51,8 @@ func (db *DB) classify(err error) error {
 			return storage.Classified(storage.ErrForeignKey, err)
 		case erBadNull, erNoDefault, erDataTooLong, erOutOfRange, erTruncatedWrongValue, erCheckMySQL, erCheckMariaDB:
 			return storage.Classified(storage.ErrConstraint, err)
-		case erServerShutdown, erTooManyConnections, erConnectionKilled:
+		case erServerShutdown, erTooManyConnections, erConnectionKilled,
+			erAccessDenied, erBadDB, erDBAccessDenied: // the last three: a new connection cannot log in or use its database
 			return db.unavailable(err)
 		}
 		return err

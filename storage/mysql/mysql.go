@@ -55,7 +55,11 @@ import (
 
 func init() {
 	storage.Register("mysql", func(ctx context.Context, cfg storage.Config) (storage.DB, error) {
-		return Open(ctx, cfg)
+		db, err := Open(ctx, cfg)
+		if err != nil || !cfg.Lazy {
+			return db, err
+		}
+		return storage.CheckOnFirstUse(db, db.openError), nil
 	})
 }
 
@@ -103,6 +107,9 @@ func Open(ctx context.Context, cfg storage.Config) (*DB, error) {
 	db.db.SetMaxIdleConns(n)
 	// Servers close idle connections after wait_timeout (8 h by default); recycle well before.
 	db.db.SetConnMaxIdleTime(5 * time.Minute)
+	if cfg.Lazy {
+		return db, nil
+	}
 	if _, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT 1"}); err != nil {
 		db.db.Close()
 		return nil, db.openError(err)

@@ -39,7 +39,11 @@ import (
 
 func init() {
 	storage.Register("postgres", func(ctx context.Context, cfg storage.Config) (storage.DB, error) {
-		return Open(ctx, cfg)
+		db, err := Open(ctx, cfg)
+		if err != nil || !cfg.Lazy {
+			return db, err
+		}
+		return storage.CheckOnFirstUse(db, db.openError), nil
 	})
 }
 
@@ -61,7 +65,8 @@ type DB struct {
 }
 
 // Open connects to the Postgres database at cfg.URL and checks that it answers a query, so a
-// wrong address, password or database name is reported here, in one line.
+// wrong address, password or database name is reported here, in one line. With cfg.Lazy it
+// contacts nothing.
 func Open(ctx context.Context, cfg storage.Config) (*DB, error) {
 	u := strings.TrimSpace(cfg.URL)
 	if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
@@ -94,6 +99,9 @@ func Open(ctx context.Context, cfg storage.Config) (*DB, error) {
 		return nil, fmt.Errorf("kavach: invalid postgres database url %s: %s", quoteURL(u), oneLine(db.redact(err.Error())))
 	}
 	db.pool = pool
+	if cfg.Lazy {
+		return db, nil
+	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, db.openError(err)

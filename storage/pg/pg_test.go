@@ -74,36 +74,43 @@ func TestOpenErrorsAreOneClearLine(t *testing.T) {
 		{"unknown sslmode", "postgres://kavach:" + secret + "@127.0.0.1/kavach?sslmode=sometimes", []string{"invalid postgres database url", "sslmode"}, nil},
 		{"wrong scheme", "mysql://kavach:" + secret + "@127.0.0.1/kavach", []string{"must start with postgres://"}, nil},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			start := time.Now()
-			db, err := storage.Open(ctx, storage.Config{Provider: "postgres", URL: c.url})
-			if err == nil {
-				db.Close()
-				t.Fatal("Open succeeded")
+	for _, lazy := range []bool{false, true} {
+		for _, c := range cases {
+			name := c.name
+			if lazy {
+				name += ", lazy"
 			}
-			msg := err.Error()
-			t.Logf("%s (%v)", msg, time.Since(start).Round(time.Millisecond))
-			if time.Since(start) > 6*time.Second {
-				t.Errorf("took %v to fail", time.Since(start))
-			}
-			if strings.ContainsAny(msg, "\r\n") {
-				t.Errorf("message spans lines: %q", msg)
-			}
-			if strings.Contains(msg, secret) || strings.Contains(msg, password) {
-				t.Errorf("message shows the password: %s", msg)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("message does not say %q: %s", w, msg)
+			t.Run(name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				start := time.Now()
+				cfg := storage.Config{Provider: "postgres", URL: c.url}
+				cfg.Lazy = lazy
+				err := storagetest.OpenError(ctx, cfg)
+				if err == nil {
+					t.Fatal("the database worked")
 				}
-			}
-			if c.kind != nil && !errors.Is(err, c.kind) {
-				t.Errorf("errors.Is(err, %v) is false", c.kind)
-			}
-		})
+				msg := err.Error()
+				t.Logf("%s (%v)", msg, time.Since(start).Round(time.Millisecond))
+				if time.Since(start) > 6*time.Second {
+					t.Errorf("took %v to fail", time.Since(start))
+				}
+				if strings.ContainsAny(msg, "\r\n") {
+					t.Errorf("message spans lines: %q", msg)
+				}
+				if strings.Contains(msg, secret) || strings.Contains(msg, password) {
+					t.Errorf("message shows the password: %s", msg)
+				}
+				for _, w := range c.want {
+					if !strings.Contains(msg, w) {
+						t.Errorf("message does not say %q: %s", w, msg)
+					}
+				}
+				if c.kind != nil && !errors.Is(err, c.kind) {
+					t.Errorf("errors.Is(err, %v) is false", c.kind)
+				}
+			})
+		}
 	}
 	// The right password works, and the errors of an open database do not show it either.
 	db := storagetest.OpenConfig(t, storage.Config{Provider: "postgres", URL: rightPW.String()})
