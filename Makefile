@@ -39,7 +39,7 @@ vet:
 
 ## bench: benchmarks of the hot paths (each prints its figures), then HTTP load with wrk
 bench: deps
-	GOMAXPROCS=2 $(GO) test -run '^$$' -bench . -benchmem -cpu 2 -timeout 60m ./policy ./ ./host/wasmhost
+	GOMAXPROCS=2 $(GO) test -run '^$$' -bench . -benchmem -cpu 2 -timeout 60m ./policy ./ ./host/wasmhost ./edge
 	./build/bench-http.sh
 
 ## fuzz: each fuzz target for FUZZTIME (default 30s)

@@ -33,6 +33,11 @@ import (
 // StepABIVersion is the version of the envelope format and of the module's exports.
 const StepABIVersion = 1
 
+// MaxEnvelopeBytes bounds an input envelope. The module's kavach_alloc refuses a larger buffer
+// (it answers 0), so an oversized request cannot exhaust an instance's memory; hosts check it
+// before calling.
+const MaxEnvelopeBytes = 64 << 20
+
 // StepInput is the envelope a host sends.
 type StepInput struct {
 	Op     string          `json:"op"`

@@ -162,6 +162,10 @@ func TestStepRejectsBadEnvelopes(t *testing.T) {
 		{`{"op":"authorize","now":1,"seed":"` + seed + `","input":[]}`, "VALIDATION_FAILED"},
 		{`{"op":"authorize","now":1,"seed":"` + seed + `","config":{"dialect":"oracle"}}`, "BAD_ENVELOPE"},
 		{`{"op":"authorize","now":1,"seed":"` + seed + `","input":{"agentId":"a","action":"read","resource":"r"},"facts":[{"key":"k","results":[]}]}`, "FACTS_MISMATCH"},
+		// Nesting deep enough to exhaust the stack of a recursive reader (64 MiB of brackets is
+		// within the envelope limit) is refused at a fixed depth.
+		{`{"op":"verify","now":1,"seed":"` + seed + `","x":` + strings.Repeat("[", 8<<20) + strings.Repeat("]", 8<<20) + `}`, "BAD_ENVELOPE"},
+		{`{"op":"verify","now":1,"seed":"` + seed + `","input":` + strings.Repeat(`{"a":`, 1<<20) + "1" + strings.Repeat("}", 1<<20) + `}`, "BAD_ENVELOPE"},
 	} {
 		var out api.StepOutput
 		raw := api.Step(context.Background(), []byte(c.env))

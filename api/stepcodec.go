@@ -59,10 +59,15 @@ func decodeEnvelope(b []byte) (*StepInput, error) {
 
 // jreader reads JSON from b. After the first error, err is set and every method does nothing.
 type jreader struct {
-	b   []byte
-	i   int
-	err error
+	b     []byte
+	i     int
+	err   error
+	depth int // of the values skip is inside
 }
+
+// maxSkipDepth bounds the nesting of values the reader skips or keeps raw (an operation's
+// input): deeper input is refused instead of recursing until the stack runs out.
+const maxSkipDepth = 256
 
 func (r *jreader) fail(format string, args ...any) {
 	if r.err == nil {
@@ -373,6 +378,11 @@ func (r *jreader) skip() []byte {
 		return nil
 	}
 	start := r.i
+	if r.depth++; r.depth > maxSkipDepth {
+		r.fail("values are nested more than %d deep", maxSkipDepth)
+		return nil
+	}
+	defer func() { r.depth-- }()
 	switch c := r.peek(); {
 	case c == '{':
 		for first := true; r.field('{', &first); {

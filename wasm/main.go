@@ -8,7 +8,8 @@
 // Exports:
 //
 //	kavach_abi_version() -> u32       the envelope/ABI version (api.StepABIVersion)
-//	kavach_alloc(size u32) -> u32     a buffer the host writes an envelope into
+//	kavach_alloc(size u32) -> u32     a buffer the host writes an envelope into; 0 when size is
+//	                                  over api.MaxEnvelopeBytes (the host must not write then)
 //	kavach_free(ptr u32)              releases a buffer from kavach_alloc or kavach_call
 //	kavach_call(ptr u32, len u32) -> u64
 //	                                  runs one step; the output envelope is at the high 32 bits
@@ -44,7 +45,12 @@ func pin(b []byte) uint32 {
 func abiVersion() uint32 { return api.StepABIVersion }
 
 //go:wasmexport kavach_alloc
-func alloc(size uint32) uint32 { return pin(make([]byte, size)) }
+func alloc(size uint32) uint32 {
+	if size > api.MaxEnvelopeBytes {
+		return 0
+	}
+	return pin(make([]byte, size))
+}
 
 //go:wasmexport kavach_free
 func free(p uint32) { delete(pinned, p) }

@@ -74,6 +74,9 @@ type instance struct {
 // has been discarded; retrying the call uses a fresh instance.
 var ErrTrap = errors.New("wasmhost: the module instance failed")
 
+// ErrEnvelopeTooLarge: the envelope is over api.MaxEnvelopeBytes; no instance was used.
+var ErrEnvelopeTooLarge = errors.New("wasmhost: envelope too large")
+
 // New compiles the module and checks its ABI version with a first instance.
 func New(ctx context.Context, cfg Config) (*Module, error) {
 	if len(cfg.Wasm) == 0 {
@@ -217,6 +220,9 @@ func (m *Module) release(in *instance, failed error) {
 // when ctx ends first, Step returns ctx's error at once, and the instance is closed instead of
 // returned to the pool when its step finishes.
 func (m *Module) Step(ctx context.Context, envelope []byte) ([]byte, error) {
+	if len(envelope) > api.MaxEnvelopeBytes {
+		return nil, fmt.Errorf("%w: %d bytes; the limit is %d", ErrEnvelopeTooLarge, len(envelope), api.MaxEnvelopeBytes)
+	}
 	in, err := m.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -261,6 +267,9 @@ func (in *instance) step(ctx context.Context, envelope []byte) ([]byte, error) {
 		return nil, err
 	}
 	ptr := uint32(res[0])
+	if ptr == 0 {
+		return nil, fmt.Errorf("kavach_alloc refused %d bytes", len(envelope))
+	}
 	mem := in.mod.Memory()
 	if !mem.Write(ptr, envelope) {
 		return nil, errors.New("envelope does not fit the module's memory")

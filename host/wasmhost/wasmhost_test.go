@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
 	"github.com/kavachdev/kavach/api"
 	"github.com/kavachdev/kavach/api/apitest"
 	"github.com/kavachdev/kavach/host/wasmhost"
@@ -169,6 +172,11 @@ func TestTrapsAndCancellationDiscardTheInstanceOnly(t *testing.T) {
 		t.Errorf("an envelope beyond the memory limit: %v", err)
 	}
 	ok()
+	// An envelope over the protocol's limit is refused before it reaches an instance.
+	if _, err := m.Step(context.Background(), make([]byte, api.MaxEnvelopeBytes+1)); !errors.Is(err, wasmhost.ErrEnvelopeTooLarge) || errors.Is(err, wasmhost.ErrTrap) {
+		t.Errorf("an envelope over the limit: %v", err)
+	}
+	ok()
 	// A context already done interrupts the call.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -190,6 +198,40 @@ func TestTrapsAndCancellationDiscardTheInstanceOnly(t *testing.T) {
 		go func() { defer wg.Done(); ok() }()
 	}
 	wg.Wait()
+}
+
+// TestModuleRefusesOversizedBuffers: kavach_alloc answers 0 for a buffer over the envelope limit
+// instead of allocating it (a 4 GiB request used to exhaust the instance's memory and trap), and
+// the instance goes on working.
+func TestModuleRefusesOversizedBuffers(t *testing.T) {
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	wasi_snapshot_preview1.MustInstantiate(ctx, r)
+	mod, err := r.InstantiateWithConfig(ctx, wasmBytes, wazero.NewModuleConfig().WithStartFunctions("_initialize"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alloc := mod.ExportedFunction("kavach_alloc")
+	for _, size := range []uint64{api.MaxEnvelopeBytes + 1, 1<<32 - 1} {
+		res, err := alloc.Call(ctx, size)
+		if err != nil || res[0] != 0 {
+			t.Errorf("kavach_alloc(%d) = %v, %v; want 0", size, res, err)
+		}
+	}
+	res, err := alloc.Call(ctx, 64)
+	if err != nil || res[0] == 0 {
+		t.Errorf("kavach_alloc(64) after refusals = %v, %v", res, err)
+	}
+	// A refused buffer (pointer 0) given to kavach_call is answered, not trapped on.
+	res, err = mod.ExportedFunction("kavach_call").Call(ctx, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := mod.Memory().Read(uint32(res[0]>>32), uint32(res[0]))
+	if !bytes.Contains(out, []byte("BAD_ENVELOPE")) {
+		t.Errorf("kavach_call(0, 10) = %s", out)
+	}
 }
 
 func TestCompilationCacheMakesLaterStartsFast(t *testing.T) {
