@@ -31,7 +31,10 @@ import (
 	"github.com/kavachdev/kavach/api"
 	"github.com/kavachdev/kavach/host"
 	"github.com/kavachdev/kavach/storage"
+	// Every storage provider: the server picks one by name at run time.
 	_ "github.com/kavachdev/kavach/storage/libsql"
+	_ "github.com/kavachdev/kavach/storage/mysql"
+	_ "github.com/kavachdev/kavach/storage/pg"
 )
 
 // version is set at build time with -ldflags "-X main.version=..."; otherwise the module version.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kavachdev/kavach/storage/storagetest/testdb"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -124,44 +127,112 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
+// startServe runs `kavach serve` with args on a free loopback port until t ends, and returns its
+// base URL and output.
+func startServe(t *testing.T, args ...string) (string, *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errs := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0"}, args...), out, errs) }()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("serve exited %d: %s", code, errs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := regexp.MustCompile(`listening on (http://\S+)`).FindStringSubmatch(out.String()); m != nil {
+			return m[1], out
+		}
+		select {
+		case code := <-done:
+			done <- code
+			t.Fatalf("serve exited %d: %q %q", code, out.String(), errs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("serve did not start: %q %q", out.String(), errs.String())
+	return "", nil
+}
+
+var adminKey = regexp.MustCompile(`kvk_[A-Za-z0-9_-]{43}`)
+
 func TestServePrintsTheAdminKeyOnceAndShutsDown(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "k.db")
-	start := func() (context.CancelFunc, chan int, *syncBuffer, string) {
-		ctx, cancel := context.WithCancel(context.Background())
-		out, errs := &syncBuffer{}, &syncBuffer{}
-		done := make(chan int, 1)
-		go func() { done <- run(ctx, []string{"serve", "-db-url", db, "-addr", "127.0.0.1:0"}, out, errs) }()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if m := regexp.MustCompile(`listening on (http://\S+)`).FindStringSubmatch(out.String()); m != nil {
-				return cancel, done, out, m[1]
-			}
-			time.Sleep(10 * time.Millisecond)
+	t.Run("first start", func(t *testing.T) {
+		base, out := startServe(t, "-db-url", db)
+		key := adminKey.FindString(out.String())
+		if key == "" {
+			t.Fatalf("no admin key printed: %q", out.String())
 		}
-		t.Fatalf("serve did not start: %q %q", out.String(), errs.String())
-		return nil, nil, nil, ""
+		if status, body := call(t, "GET", base+"/dashboard/stats", key, ""); status != 200 {
+			t.Fatalf("stats with the printed key: %d %s", status, body)
+		}
+	})
+	t.Run("second start", func(t *testing.T) {
+		// The key was made by the first start: none is printed.
+		if _, out := startServe(t, "-db-url", db); strings.Contains(out.String(), "kvk_") {
+			t.Errorf("the admin key was printed again: %q", out.String())
+		}
+	})
+}
+
+// TestServeNodesShareAServerDatabase: two `kavach serve` processes on one Postgres, MariaDB or
+// sqld database, as behind a load balancer. One admin key is made between them, and what one
+// node changes the other enforces at once.
+func TestServeNodesShareAServerDatabase(t *testing.T) {
+	for _, b := range testdb.Backends() {
+		if b.Embedded {
+			continue
+		}
+		t.Run(b.Name, func(t *testing.T) {
+			c := b.New(t).Config
+			args := []string{"-db-provider", c.Provider, "-db-url", c.URL}
+			baseA, outA := startServe(t, args...)
+			baseB, outB := startServe(t, args...)
+			keyA, keyB := adminKey.FindString(outA.String()), adminKey.FindString(outB.String())
+			if (keyA == "") == (keyB == "") {
+				t.Fatalf("admin keys printed: %q by node A, %q by node B; want exactly one", keyA, keyB)
+			}
+			key := keyA + keyB
+			status, body := call(t, "POST", baseA+"/agents", key, `{"ownerId":"u1","name":"shared","type":"autonomous","permissions":[{"resource":"db:*","actions":["read"]}]}`)
+			if status != 201 {
+				t.Fatalf("create on node A: %d %s", status, body)
+			}
+			var a struct{ ID, Token string }
+			json.Unmarshal([]byte(body), &a)
+			authorize := func(base string) string {
+				_, body := call(t, "POST", base+"/authorize", a.Token, `{"action":"read","resource":"db:orders"}`)
+				return body
+			}
+			if d := authorize(baseB); !strings.Contains(d, `"allowed":true`) {
+				t.Fatalf("node B does not allow the agent node A made: %s", d)
+			}
+			authorize(baseA) // node A caches the agent
+			if status, body := call(t, "DELETE", baseB+"/agents/"+a.ID, key, ""); status != 204 {
+				t.Fatalf("revoke on node B: %d %s", status, body)
+			}
+			if d := authorize(baseA); !strings.Contains(d, `"allowed":false`) || !strings.Contains(d, "AGENT_REVOKED") {
+				t.Errorf("node A still allows the agent node B revoked: %s", d)
+			}
+		})
 	}
-	cancel, done, out, base := start()
-	key := regexp.MustCompile(`kvk_[A-Za-z0-9_-]{43}`).FindString(out.String())
-	if key == "" {
-		t.Fatalf("no admin key printed: %q", out.String())
+}
+
+func call(t *testing.T, method, url, bearer, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	req, _ := http.NewRequest("GET", base+"/dashboard/stats", nil)
-	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("stats with the printed key: %v %v", resp, err)
+	if err != nil {
+		t.Fatal(err)
 	}
-	resp.Body.Close()
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("serve exited %d", code)
-	}
-	// A second start finds the key already made and prints none.
-	cancel, done, out, _ = start()
-	if strings.Contains(out.String(), "kvk_") {
-		t.Errorf("the admin key was printed again: %q", out.String())
-	}
-	cancel()
-	<-done
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
