@@ -18,10 +18,35 @@ import (
 )
 
 // Stmt is one SQL statement with positional arguments. The SQL uses ? placeholders; argument
-// values must be int64, int, float64, string, []byte, bool or nil.
+// values must be int64, int, int32, float64, string, []byte, bool or nil.
 type Stmt struct {
 	SQL  string
 	Args []any
+}
+
+// NormalizeArg converts an argument of the contract to one of int64, float64, string, []byte
+// or nil, for backends that bind through a driver: ints widen to int64, booleans become 0 and 1
+// (the schema stores them in integer columns, as SQLite does), and a nil []byte is NULL.
+func NormalizeArg(a any) (any, error) {
+	switch v := a.(type) {
+	case nil, int64, float64, string:
+		return v, nil
+	case []byte:
+		if v == nil {
+			return nil, nil
+		}
+		return v, nil
+	case int:
+		return int64(v), nil
+	case int32:
+		return int64(v), nil
+	case bool:
+		if v {
+			return int64(1), nil
+		}
+		return int64(0), nil
+	}
+	return nil, fmt.Errorf("argument of unsupported type %T (use int64, float64, string, []byte, bool or nil)", a)
 }
 
 // Result is what one statement of a batch produced. Columns and Rows are set for statements that

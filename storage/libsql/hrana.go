@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -135,41 +134,19 @@ func (db *HranaHTTP) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	batch := make([]remoteStmt, len(stmts))
-	write := false
-	for i, s := range stmts {
-		rs, err := scanRemoteSQL(s.SQL)
-		if err != nil {
-			return nil, &storage.StmtError{Index: i, SQL: s.SQL, Err: err}
-		}
-		if rs.params >= 0 && rs.params != len(s.Args) {
-			return nil, &storage.StmtError{Index: i, SQL: s.SQL, Err: fmt.Errorf("statement has %d placeholders but %d arguments", rs.params, len(s.Args))}
-		}
-		rs.args = make([]any, len(s.Args))
-		for j, a := range s.Args {
-			if rs.args[j], err = remoteArg(a); err != nil {
-				return nil, &storage.StmtError{Index: i, SQL: s.SQL, Err: fmt.Errorf("argument %d: %w", j+1, err)}
-			}
-			if f, ok := rs.args[j].(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
-				return nil, &storage.StmtError{Index: i, SQL: s.SQL, Err: fmt.Errorf("argument %d: %v cannot be sent to a libSQL server", j+1, f)}
-			}
-		}
-		batch[i] = rs
-		write = write || rs.write
+	batch, write, err := prepareRemote(stmts)
+	if err != nil {
+		return nil, err
 	}
 	body := hranaRequest(batch, write)
-	deadline := time.Now().Add(busyRetryFor)
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		results, busy, err := db.send(ctx, body, batch, stmts)
-		if !busy || time.Now().After(deadline) {
-			return results, err
-		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	var results []storage.Result
+	if cerr := retryBusy(ctx, func() (busy bool) {
+		results, busy, err = db.send(ctx, body, batch, stmts)
+		return busy
+	}); cerr != nil {
+		return nil, cerr
 	}
+	return results, err
 }
 
 // send posts one pipeline request. busy reports that the server refused the batch before it

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"strings"
@@ -232,39 +233,23 @@ func (db *Remote) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Re
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	batch := make([]remoteStmt, len(stmts))
-	write := false
-	for i, s := range stmts {
-		rs, err := scanRemoteSQL(s.SQL)
-		if err != nil {
-			return nil, &storage.StmtError{Index: i, SQL: s.SQL, Err: err}
-		}
-		if rs.params >= 0 && rs.params != len(s.Args) {
-			// The client binds what it is given without checking the count.
-			return nil, &storage.StmtError{Index: i, SQL: s.SQL, Err: fmt.Errorf("statement has %d placeholders but %d arguments", rs.params, len(s.Args))}
-		}
-		rs.args = make([]any, len(s.Args))
-		for j, a := range s.Args {
-			if rs.args[j], err = remoteArg(a); err != nil {
-				return nil, &storage.StmtError{Index: i, SQL: s.SQL, Err: fmt.Errorf("argument %d: %w", j+1, err)}
-			}
-		}
-		batch[i] = rs
-		write = write || rs.write
+	batch, write, err := prepareRemote(stmts)
+	if err != nil {
+		return nil, err
 	}
 	results := make([]storage.Result, len(batch))
 	if len(batch) == 1 {
 		// A statement refused because another stream holds the write lock did nothing: retry.
-		deadline := time.Now().Add(busyRetryFor)
-		for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-			err := runRemote(ctx, db.db, batch[0], &results[0])
-			if err == nil {
-				return results, nil
-			}
-			if !isBusy(err) || time.Now().After(deadline) || sleepCtx(ctx, wait) != nil {
-				return nil, db.stmtError(0, stmts[0].SQL, err)
-			}
+		if cerr := retryBusy(ctx, func() bool {
+			err = runRemote(ctx, db.db, batch[0], &results[0])
+			return err != nil && isBusy(err)
+		}); cerr != nil {
+			return nil, cerr
 		}
+		if err != nil {
+			return nil, db.stmtError(0, stmts[0].SQL, err)
+		}
+		return results, nil
 	}
 	conn, err := db.begin(ctx, write)
 	if err != nil {
@@ -407,26 +392,13 @@ func runRemote(ctx context.Context, q remoteQueryer, s remoteStmt, out *storage.
 	return nil
 }
 
+// remoteArg converts an argument for a libSQL server: the contract's types, finite floats only.
 func remoteArg(a any) (any, error) {
-	switch v := a.(type) {
-	case nil, int64, float64, string:
-		return v, nil
-	case []byte:
-		if v == nil {
-			return nil, nil
-		}
-		return v, nil
-	case int:
-		return int64(v), nil
-	case int32:
-		return int64(v), nil
-	case bool:
-		if v {
-			return int64(1), nil
-		}
-		return int64(0), nil
+	v, err := storage.NormalizeArg(a)
+	if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) { // JSON, which both protocols speak, has no such numbers
+		return nil, fmt.Errorf("%v cannot be sent to a libSQL server", f)
 	}
-	return nil, fmt.Errorf("argument of unsupported type %T (use int64, float64, string, []byte, bool or nil)", a)
+	return v, err
 }
 
 // remoteValue normalises what the client returns. It gives int64, float64, string, []byte and
@@ -630,6 +602,44 @@ func remoteOneLine(s string) string {
 		return s
 	}
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// prepareRemote checks a batch for a libSQL server, over either protocol, and converts its
+// arguments. write reports whether any statement writes.
+func prepareRemote(stmts []storage.Stmt) (batch []remoteStmt, write bool, err error) {
+	batch = make([]remoteStmt, len(stmts))
+	for i, s := range stmts {
+		rs, err := scanRemoteSQL(s.SQL)
+		if err != nil {
+			return nil, false, &storage.StmtError{Index: i, SQL: s.SQL, Err: err}
+		}
+		if rs.params >= 0 && rs.params != len(s.Args) {
+			// Neither protocol's server checks the count: it binds what it is given.
+			return nil, false, &storage.StmtError{Index: i, SQL: s.SQL, Err: fmt.Errorf("statement has %d placeholders but %d arguments", rs.params, len(s.Args))}
+		}
+		rs.args = make([]any, len(s.Args))
+		for j, a := range s.Args {
+			if rs.args[j], err = remoteArg(a); err != nil {
+				return nil, false, &storage.StmtError{Index: i, SQL: s.SQL, Err: fmt.Errorf("argument %d: %w", j+1, err)}
+			}
+		}
+		batch[i] = rs
+		write = write || rs.write
+	}
+	return batch, write, nil
+}
+
+// retryBusy calls try until it reports that the server was not busy (another stream held the
+// write lock, so the attempt did nothing), for at most busyRetryFor, backing off from 5 ms to
+// 200 ms. It returns ctx's error if ctx ends while waiting.
+func retryBusy(ctx context.Context, try func() (busy bool)) error {
+	deadline := time.Now().Add(busyRetryFor)
+	for wait := 5 * time.Millisecond; try() && time.Now().Before(deadline); wait = min(2*wait, 200*time.Millisecond) {
+		if err := sleepCtx(ctx, wait); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -1,13 +1,9 @@
 package libsql_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"errors"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -20,24 +16,6 @@ import (
 func TestRemoteConformanceHTTP(t *testing.T) { storagetest.Run(t, testdb.SqldHTTP()) }
 
 func TestRemoteConformanceWebSocket(t *testing.T) { storagetest.Run(t, testdb.SqldWebSocket()) }
-
-func captureLogs(t *testing.T) *bytes.Buffer {
-	var buf bytes.Buffer
-	old := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	t.Cleanup(func() { slog.SetDefault(old) })
-	return &buf
-}
-
-func closedPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 // TestRemoteAuthToken: a sqld that demands a JWT accepts the token from the configuration or
 // from the URL, over HTTP and WebSocket and through libsql:// without TLS.
@@ -66,7 +44,7 @@ func TestRemoteAuthToken(t *testing.T) {
 // failure is one line saying what is wrong, with the server named and the token nowhere, in an
 // error or in a log line.
 func TestRemoteOpenErrorsAreOneClearLine(t *testing.T) {
-	logs := captureLogs(t)
+	logs := storagetest.CaptureLogs(t)
 	s, token := testdb.SqldWithAuth(t)
 	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
 	forged := testdb.SignJWT(otherKey, time.Hour)
@@ -79,9 +57,9 @@ func TestRemoteOpenErrorsAreOneClearLine(t *testing.T) {
 		want []string
 		kind error
 	}{
-		{"unreachable server over http", storage.Config{URL: "http://" + closedPort(t), AuthToken: token},
+		{"unreachable server over http", storage.Config{URL: "http://" + storagetest.ClosedAddr(t), AuthToken: token},
 			[]string{"cannot reach libsql server", "connection refused"}, storage.ErrUnavailable},
-		{"unreachable server over ws", storage.Config{URL: "ws://" + closedPort(t), AuthToken: token},
+		{"unreachable server over ws", storage.Config{URL: "ws://" + storagetest.ClosedAddr(t), AuthToken: token},
 			[]string{"cannot reach libsql server", "connection refused"}, storage.ErrUnavailable},
 		{"wrong token over http", storage.Config{URL: "http://" + s.Addr(), AuthToken: forged},
 			[]string{"rejected the auth token", "401", "KAVACH_DATABASE_AUTH_TOKEN"}, storage.ErrUnavailable},
@@ -96,47 +74,12 @@ func TestRemoteOpenErrorsAreOneClearLine(t *testing.T) {
 		{"two different tokens", storage.Config{URL: "http://" + s.Addr() + "?authToken=" + forged, AuthToken: token}, []string{"different"}, nil},
 		{"tls switch on an http url", storage.Config{URL: "http://" + s.Addr() + "?tls=0"}, []string{"only applies to libsql://"}, nil},
 	}
-	for _, lazy := range []bool{false, true} {
-		for _, c := range cases {
-			name := c.name
-			if lazy {
-				name += ", lazy"
-			}
-			t.Run(name, func(t *testing.T) {
-				c.cfg.Provider = "libsql"
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				start := time.Now()
-				cfg := c.cfg
-				cfg.Lazy = lazy
-				err := storagetest.OpenError(ctx, cfg)
-				if err == nil {
-					t.Fatal("the database worked")
-				}
-				msg := err.Error()
-				t.Logf("%s (%v)", msg, time.Since(start).Round(time.Millisecond))
-				if time.Since(start) > 6*time.Second {
-					t.Errorf("took %v to fail", time.Since(start))
-				}
-				if strings.ContainsAny(msg, "\r\n") {
-					t.Errorf("message spans lines: %q", msg)
-				}
-				for _, sec := range secrets {
-					if strings.Contains(msg, sec) {
-						t.Errorf("message shows an auth token: %s", msg)
-					}
-				}
-				for _, w := range c.want {
-					if !strings.Contains(msg, w) {
-						t.Errorf("message does not say %q: %s", w, msg)
-					}
-				}
-				if c.kind != nil && !errors.Is(err, c.kind) {
-					t.Errorf("errors.Is(err, %v) is false", c.kind)
-				}
-			})
-		}
+	var checks []storagetest.OpenErrorCase
+	for _, c := range cases {
+		c.cfg.Provider = "libsql"
+		checks = append(checks, storagetest.OpenErrorCase{Name: c.name, Config: c.cfg, Want: c.want, Kind: c.kind})
 	}
+	storagetest.RunOpenErrors(t, checks, secrets...)
 	for _, sec := range secrets {
 		if strings.Contains(logs.String(), sec) {
 			t.Errorf("a log line shows an auth token:\n%s", logs)

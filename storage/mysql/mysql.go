@@ -269,7 +269,7 @@ func (db *DB) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Result
 		}
 		args := make([]any, len(s.Args))
 		for j, a := range s.Args {
-			if args[j], err = normalizeArg(a); err != nil {
+			if args[j], err = storage.NormalizeArg(a); err != nil {
 				return nil, &storage.StmtError{Index: i, SQL: s.SQL, Err: fmt.Errorf("argument %d: %w", j+1, err)}
 			}
 		}

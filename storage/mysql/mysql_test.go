@@ -1,11 +1,8 @@
 package mysql_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log/slog"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -18,30 +15,12 @@ import (
 
 func TestConformance(t *testing.T) { storagetest.Run(t, testdb.MySQL()) }
 
-func captureLogs(t *testing.T) *bytes.Buffer {
-	var buf bytes.Buffer
-	old := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	t.Cleanup(func() { slog.SetDefault(old) })
-	return &buf
-}
-
-func closedPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // TestOpenErrorsAreOneClearLine opens databases that cannot work and checks that each failure
 // is one line saying what is wrong, with the server named and the password nowhere, in an
 // error or in a log line.
 func TestOpenErrorsAreOneClearLine(t *testing.T) {
 	const secret = "s3cr3t-Pa55word"
-	logs := captureLogs(t)
+	logs := storagetest.CaptureLogs(t)
 	d := testdb.MySQL().New(t)
 	admin := d.Open(t)
 	base, err := url.Parse(d.Config.URL)
@@ -75,7 +54,7 @@ func TestOpenErrorsAreOneClearLine(t *testing.T) {
 		want      []string
 		kind      error
 	}{
-		{"unreachable server", "mysql://kavach:" + secret + "@" + closedPort(t) + "/kavach",
+		{"unreachable server", "mysql://kavach:" + secret + "@" + storagetest.ClosedAddr(t) + "/kavach",
 			[]string{"cannot reach mysql", "connection refused", "check that the server is running"}, storage.ErrUnavailable},
 		{"wrong password", withUser(secret, ""), []string{"refused the login", "Access denied", "check the user and password"}, storage.ErrUnavailable},
 		{"missing database", missingDB.String(), []string{"Unknown database 'kavach_no_such_database'", "create the database"}, storage.ErrUnavailable},
@@ -87,44 +66,11 @@ func TestOpenErrorsAreOneClearLine(t *testing.T) {
 		{"bad parameter", "mysql://kavach:" + secret + "@127.0.0.1:3306/kavach?timeout=soon", []string{"invalid parameter"}, nil},
 		{"wrong scheme", "postgres://kavach:" + secret + "@127.0.0.1/kavach", []string{"must start with mysql://"}, nil},
 	}
-	for _, lazy := range []bool{false, true} {
-		for _, c := range cases {
-			name := c.name
-			if lazy {
-				name += ", lazy"
-			}
-			t.Run(name, func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				start := time.Now()
-				cfg := storage.Config{Provider: "mysql", URL: c.url}
-				cfg.Lazy = lazy
-				err := storagetest.OpenError(ctx, cfg)
-				if err == nil {
-					t.Fatal("the database worked")
-				}
-				msg := err.Error()
-				t.Logf("%s (%v)", msg, time.Since(start).Round(time.Millisecond))
-				if time.Since(start) > 6*time.Second {
-					t.Errorf("took %v to fail", time.Since(start))
-				}
-				if strings.ContainsAny(msg, "\r\n") {
-					t.Errorf("message spans lines: %q", msg)
-				}
-				if strings.Contains(msg, secret) || strings.Contains(msg, right) {
-					t.Errorf("message shows the password: %s", msg)
-				}
-				for _, w := range c.want {
-					if !strings.Contains(msg, w) {
-						t.Errorf("message does not say %q: %s", w, msg)
-					}
-				}
-				if c.kind != nil && !errors.Is(err, c.kind) {
-					t.Errorf("errors.Is(err, %v) is false", c.kind)
-				}
-			})
-		}
+	var checks []storagetest.OpenErrorCase
+	for _, c := range cases {
+		checks = append(checks, storagetest.OpenErrorCase{Name: c.name, Config: storage.Config{Provider: "mysql", URL: c.url}, Want: c.want, Kind: c.kind})
 	}
+	storagetest.RunOpenErrors(t, checks, secret, right)
 	// The right password works; statement errors and a lost connection do not show it either.
 	db := storagetest.OpenConfig(t, storage.Config{Provider: "mysql", URL: withUser(right, "")})
 	if _, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT no_such_column FROM DUAL"}); err == nil || strings.Contains(err.Error(), right) {

@@ -11,23 +11,6 @@ import (
 	"github.com/kavachdev/kavach/storage"
 )
 
-func normalizeArg(a any) (any, error) {
-	switch v := a.(type) {
-	case nil, int64, float64, string, bool:
-		return v, nil
-	case []byte:
-		if v == nil {
-			return nil, nil
-		}
-		return v, nil
-	case int:
-		return int64(v), nil
-	case int32:
-		return int64(v), nil
-	}
-	return nil, fmt.Errorf("argument of unsupported type %T (use int64, float64, string, []byte, bool or nil)", a)
-}
-
 // readRows reads every row, normalising values to int64, float64, string, []byte or nil. The
 // driver gives integers and doubles as numbers and everything else as bytes; the column's type
 // says whether those bytes are text, binary data or a DECIMAL (what SUM returns).

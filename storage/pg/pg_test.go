@@ -1,15 +1,10 @@
 package pg_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"log/slog"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kavachdev/kavach/storage"
 	"github.com/kavachdev/kavach/storage/storagetest"
@@ -18,31 +13,12 @@ import (
 
 func TestConformance(t *testing.T) { storagetest.Run(t, testdb.Postgres()) }
 
-// captureLogs sends slog's default output to a buffer for the rest of the test.
-func captureLogs(t *testing.T) *bytes.Buffer {
-	var buf bytes.Buffer
-	old := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	t.Cleanup(func() { slog.SetDefault(old) })
-	return &buf
-}
-
-func closedPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // TestOpenErrorsAreOneClearLine opens databases that cannot work and checks that each failure
 // is one line saying what is wrong, with the server named and the password nowhere, in an
 // error or in a log line.
 func TestOpenErrorsAreOneClearLine(t *testing.T) {
 	const secret = "s3cr3t-Pa55word"
-	logs := captureLogs(t)
+	logs := storagetest.CaptureLogs(t)
 	shared := testdb.Postgres().New(t) // a database on the shared server, for its address
 	base, err := url.Parse(shared.Config.URL)
 	if err != nil {
@@ -62,7 +38,7 @@ func TestOpenErrorsAreOneClearLine(t *testing.T) {
 		want      []string
 		kind      error
 	}{
-		{"unreachable server", "postgres://kavach:" + secret + "@" + closedPort(t) + "/kavach",
+		{"unreachable server", "postgres://kavach:" + secret + "@" + storagetest.ClosedAddr(t) + "/kavach",
 			[]string{"cannot reach postgres", "connection refused", "check that the server is running"}, storage.ErrUnavailable},
 		{"wrong password", wrongPW.String(),
 			[]string{"refused the login", "password authentication failed", "check the user and password"}, storage.ErrUnavailable},
@@ -74,44 +50,11 @@ func TestOpenErrorsAreOneClearLine(t *testing.T) {
 		{"unknown sslmode", "postgres://kavach:" + secret + "@127.0.0.1/kavach?sslmode=sometimes", []string{"invalid postgres database url", "sslmode"}, nil},
 		{"wrong scheme", "mysql://kavach:" + secret + "@127.0.0.1/kavach", []string{"must start with postgres://"}, nil},
 	}
-	for _, lazy := range []bool{false, true} {
-		for _, c := range cases {
-			name := c.name
-			if lazy {
-				name += ", lazy"
-			}
-			t.Run(name, func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				start := time.Now()
-				cfg := storage.Config{Provider: "postgres", URL: c.url}
-				cfg.Lazy = lazy
-				err := storagetest.OpenError(ctx, cfg)
-				if err == nil {
-					t.Fatal("the database worked")
-				}
-				msg := err.Error()
-				t.Logf("%s (%v)", msg, time.Since(start).Round(time.Millisecond))
-				if time.Since(start) > 6*time.Second {
-					t.Errorf("took %v to fail", time.Since(start))
-				}
-				if strings.ContainsAny(msg, "\r\n") {
-					t.Errorf("message spans lines: %q", msg)
-				}
-				if strings.Contains(msg, secret) || strings.Contains(msg, password) {
-					t.Errorf("message shows the password: %s", msg)
-				}
-				for _, w := range c.want {
-					if !strings.Contains(msg, w) {
-						t.Errorf("message does not say %q: %s", w, msg)
-					}
-				}
-				if c.kind != nil && !errors.Is(err, c.kind) {
-					t.Errorf("errors.Is(err, %v) is false", c.kind)
-				}
-			})
-		}
+	var checks []storagetest.OpenErrorCase
+	for _, c := range cases {
+		checks = append(checks, storagetest.OpenErrorCase{Name: c.name, Config: storage.Config{Provider: "postgres", URL: c.url}, Want: c.want, Kind: c.kind})
 	}
+	storagetest.RunOpenErrors(t, checks, secret, password)
 	// The right password works, and the errors of an open database do not show it either.
 	db := storagetest.OpenConfig(t, storage.Config{Provider: "postgres", URL: rightPW.String()})
 	_, err = db.Exec(context.Background(), storage.Stmt{SQL: "SELECT no_such_column"})

@@ -219,7 +219,7 @@ func (c *rewriteCache) get(sql string) (rewritten, error) {
 
 // withCasts returns r with every placeholder cast to the Postgres type of the Go value bound to
 // it. It is the fallback for statements where Postgres cannot infer a parameter's type (SQLSTATE
-// 42P18, e.g. "? IS NULL"); values are already normalised by normalizeArg.
+// 42P18, e.g. "? IS NULL"); values are already normalised by storage.NormalizeArg.
 func withCasts(r rewritten, args []any) rewritten {
 	out := r
 	var b strings.Builder

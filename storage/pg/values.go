@@ -9,30 +9,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// normalizeArg converts an argument of the storage contract to the value pgx binds. Booleans
-// become 0/1 because the schema stores them in INTEGER (BIGINT) columns, as SQLite does.
-func normalizeArg(a any) (any, error) {
-	switch v := a.(type) {
-	case nil, int64, float64, string:
-		return v, nil
-	case []byte:
-		if v == nil {
-			return nil, nil
-		}
-		return v, nil
-	case int:
-		return int64(v), nil
-	case int32:
-		return int64(v), nil
-	case bool:
-		if v {
-			return int64(1), nil
-		}
-		return int64(0), nil
-	}
-	return nil, fmt.Errorf("argument of unsupported type %T (use int64, float64, string, []byte, bool or nil)", a)
-}
-
 // readRows drains rows into out, normalising every value to int64, float64, string, []byte or
 // nil. Columns is set (possibly with zero rows) whenever the statement returns columns.
 func readRows(rows pgx.Rows, out *[][]any, m *pgtype.Map) error {

@@ -236,19 +236,3 @@ func sortedCopy(s []string) []string {
 	slices.Sort(c)
 	return c
 }
-
-// OpenError opens cfg and reports how opening it failed. With cfg.Lazy, Open contacts nothing,
-// so it also runs one query and returns that query's error: a lazily opened database must
-// report a server it cannot use as clearly as an eager one. A nil error means the database
-// worked.
-func OpenError(ctx context.Context, cfg storage.Config) error {
-	db, err := storage.Open(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if cfg.Lazy {
-		_, err = db.Exec(ctx, storage.Stmt{SQL: "SELECT 1"})
-	}
-	return err
-}
