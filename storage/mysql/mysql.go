@@ -361,8 +361,8 @@ func (db *DB) run(ctx context.Context, batch []prepared, ddl bool) (_ []storage.
 // statements; COMMIT, in one round trip instead of one per statement (the driver interpolates the
 // arguments client-side). The server stops at the first failing statement, leaving the
 // transaction open; it is rolled back and ok is false, and the caller runs the batch again
-// statement by statement to report which one failed. Measured on MariaDB over loopback, this
-// took parallel authorize from 6,000 to over 20,000 decisions/s.
+// statement by statement to report which one failed. Measured on MariaDB 10.11 over loopback,
+// this took parallel authorize (32 callers) from about 6,000 to 14,500 decisions/s.
 func (db *DB) runMulti(ctx context.Context, conn *sql.Conn, batch []prepared) ([]storage.Result, bool) {
 	var q strings.Builder
 	q.WriteString("START TRANSACTION")
