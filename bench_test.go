@@ -29,7 +29,7 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	return newBenchFixtureOn(b, kavach.Database{Provider: "sqlite", URL: b.TempDir() + "/bench.db"})
 }
 
-func newBenchFixtureOn(b *testing.B, db kavach.Database) *benchFixture {
+func newBenchFixtureOn(b testing.TB, db kavach.Database) *benchFixture {
 	b.Helper()
 	ctx := context.Background()
 	k, err := kavach.New(ctx, kavach.Config{

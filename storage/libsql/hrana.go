@@ -88,12 +88,13 @@ func OpenHranaHTTP(ctx context.Context, cfg storage.Config) (*HranaHTTP, error) 
 		n = remoteMaxConns
 	}
 	db := &HranaHTTP{
-		remoteBase: remoteBase{url: raw, token: token},
+		remoteBase: newRemoteBase(raw, token),
 		pipeline:   u.String(),
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: remoteConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout:   remoteConnectTimeout,
+			ResponseHeaderTimeout: remoteAnswerTimeout,
 			ForceAttemptHTTP2:     true,
 			MaxConnsPerHost:       n,
 			MaxIdleConns:          n,
@@ -137,6 +138,12 @@ func (db *HranaHTTP) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage
 	batch, write, err := prepareRemote(stmts)
 	if err != nil {
 		return nil, err
+	}
+	if write {
+		if err := db.lockWrite(ctx); err != nil {
+			return nil, err
+		}
+		defer db.unlockWrite()
 	}
 	body := hranaRequest(batch, write)
 	var results []storage.Result

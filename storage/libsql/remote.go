@@ -26,6 +26,10 @@ func init() {
 const (
 	remoteMaxConns       = 10
 	remoteConnectTimeout = 10 * time.Second
+	// remoteAnswerTimeout bounds the wait for a server's answer to one request over HTTP, so a
+	// server that accepts a batch and never answers fails it (as unavailable: it may have been
+	// applied) instead of hanging its caller. Kavach's batches take milliseconds.
+	remoteAnswerTimeout = 30 * time.Second
 )
 
 // Remote is a libSQL server (Turso, or a self-hosted sqld) reached through
@@ -52,9 +56,29 @@ type Remote struct {
 // remoteBase is what both remote clients know about their server, for messages: the URL as
 // configured (only ever shown through redactedURL) and the auth token (to redact).
 type remoteBase struct {
-	url   string
-	token string
+	url    string
+	token  string
+	writer chan struct{} // holds a token while a write batch of this handle is in flight
 }
+
+func newRemoteBase(url, token string) remoteBase {
+	return remoteBase{url: url, token: token, writer: make(chan struct{}, 1)}
+}
+
+// lockWrite waits for this handle's turn to send a write batch. A libSQL server has one writer,
+// so several write transactions at once only queue on its lock, and sqld 0.24 queues them badly:
+// under load its waiting connections were seen to spin at full CPU for minutes with none of them
+// progressing. One write at a time per handle costs no throughput, as embedded SQLite shows.
+func (db *remoteBase) lockWrite(ctx context.Context) error {
+	select {
+	case db.writer <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (db *remoteBase) unlockWrite() { <-db.writer }
 
 // OpenRemote opens the libSQL database at cfg.URL with cfg.AuthToken (an auth token may instead
 // be in the URL as ?authToken=, ?auth_token= or ?jwt=) and checks that it answers a query: the
@@ -65,7 +89,7 @@ func OpenRemote(ctx context.Context, cfg storage.Config) (*Remote, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &Remote{remoteBase: remoteBase{url: raw, token: token}}
+	db := &Remote{remoteBase: newRemoteBase(raw, token)}
 	var opts []libsqlclient.Option
 	if token != "" {
 		opts = append(opts, libsqlclient.WithAuthToken(token))
@@ -236,6 +260,12 @@ func (db *Remote) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Re
 	batch, write, err := prepareRemote(stmts)
 	if err != nil {
 		return nil, err
+	}
+	if write {
+		if err := db.lockWrite(ctx); err != nil {
+			return nil, err
+		}
+		defer db.unlockWrite()
 	}
 	results := make([]storage.Result, len(batch))
 	if len(batch) == 1 {

@@ -1,10 +1,17 @@
 package libsql_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,5 +91,68 @@ func TestRemoteOpenErrorsAreOneClearLine(t *testing.T) {
 		if strings.Contains(logs.String(), sec) {
 			t.Errorf("a log line shows an auth token:\n%s", logs)
 		}
+	}
+}
+
+// TestOneWriteBatchAtATimePerHandle: a handle sends sqld one write batch at a time (sqld has one
+// writer, and its connections waiting for the lock were seen to spin for minutes under load),
+// while reads still run side by side. Counted at an HTTP proxy in front of a real sqld.
+func TestOneWriteBatchAtATimePerHandle(t *testing.T) {
+	s := testdb.StartSqld(t)
+	target, _ := url.Parse("http://" + s.Addr())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	var writes, reads, maxWrites, maxReads int
+	track := func(n, most *int, d int) {
+		mu.Lock()
+		*n += d
+		*most = max(*most, *n)
+		mu.Unlock()
+	}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		n, most := &reads, &maxReads
+		if bytes.Contains(body, []byte("INSERT")) {
+			n, most = &writes, &maxWrites
+		}
+		track(n, most, 1)
+		time.Sleep(2 * time.Millisecond) // widen the window in which requests could overlap
+		rp.ServeHTTP(w, r)
+		track(n, most, -1)
+	}))
+	defer proxy.Close()
+	db := storagetest.OpenConfig(t, storage.Config{Provider: "libsql", URL: proxy.URL})
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, storage.Stmt{SQL: "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				var err error
+				if g%2 == 0 {
+					_, err = db.Exec(ctx, storage.Stmt{SQL: "INSERT INTO t (v) VALUES (?)", Args: []any{"x"}},
+						storage.Stmt{SQL: "INSERT INTO t (v) VALUES (?)", Args: []any{"y"}})
+				} else {
+					_, err = db.Exec(ctx, storage.Stmt{SQL: "SELECT COUNT(*) FROM t WHERE id > ?", Args: []any{int64(i)}})
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if maxWrites != 1 || maxReads < 2 {
+		t.Errorf("at most %d write batches and %d reads were in flight at once; want 1 and several", maxWrites, maxReads)
+	}
+	res, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT COUNT(*) FROM t"})
+	if err != nil || res[0].Rows[0][0] != int64(160) {
+		t.Fatalf("rows: %v %v", res, err)
 	}
 }
