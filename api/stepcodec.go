@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/kavachdev/kavach/internal/jsonw"
 )
@@ -24,8 +26,12 @@ import (
 // The reader keeps the first error and turns every later call into a no-op, so the parsing code
 // reads as straight-line loops without callbacks (closures passed around would each be an
 // allocation per element).
+//
+// Strings without escapes are not copied one by one: the envelope is copied once, and they point
+// into that copy, which nothing writes to. An authorize step has some forty strings, and in the
+// WebAssembly build every allocation is dear.
 func decodeEnvelope(b []byte) (*StepInput, error) {
-	r := &jreader{b: b}
+	r := &jreader{b: bytes.Clone(b)}
 	in := &StepInput{}
 	for first := true; r.field('{', &first); {
 		switch string(r.key()) {
@@ -187,7 +193,10 @@ func (r *jreader) str() string {
 		c := r.b[r.i]
 		switch {
 		case c == '"':
-			s := string(r.b[start:r.i])
+			var s string
+			if r.i > start {
+				s = unsafe.String(&r.b[start], r.i-start) // see decodeEnvelope
+			}
 			r.i++
 			return s
 		case c == '\\':

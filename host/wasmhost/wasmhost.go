@@ -146,6 +146,7 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 		WithName(""). // anonymous, so many instances of one module can coexist
 		WithStartFunctions("_initialize").
 		WithSysWalltime().WithSysNanotime().WithRandSource(rand.Reader).
+		WithEnv("GOGC", "400").WithEnv("GOMEMLIMIT", "64MiB").
 		WithStderr(stderr))
 	if err != nil {
 		return nil, fmt.Errorf("wasmhost: instantiating the module: %w", err)
