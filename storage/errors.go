@@ -1,9 +1,11 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Errors a backend classifies its failures into, so the core can react without knowing the
@@ -56,4 +58,17 @@ func abbreviate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// Sleep waits for d or until ctx ends, whichever is first, and then returns ctx's error, if
+// any: for backends' retry loops.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -322,7 +322,7 @@ func (db *Remote) begin(ctx context.Context, write bool) (*sql.Conn, error) {
 		switch {
 		case broken && attempt < 3:
 			continue // another pooled connection may still be good
-		case isBusy(err) && time.Now().Before(deadline) && sleepCtx(ctx, wait) == nil:
+		case isBusy(err) && time.Now().Before(deadline) && storage.Sleep(ctx, wait) == nil:
 			continue // another stream holds the write lock; BEGIN did nothing
 		}
 		break
@@ -665,20 +665,9 @@ func prepareRemote(stmts []storage.Stmt) (batch []remoteStmt, write bool, err er
 func retryBusy(ctx context.Context, try func() (busy bool)) error {
 	deadline := time.Now().Add(busyRetryFor)
 	for wait := 5 * time.Millisecond; try() && time.Now().Before(deadline); wait = min(2*wait, 200*time.Millisecond) {
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := storage.Sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

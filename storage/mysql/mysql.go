@@ -283,7 +283,7 @@ func (db *DB) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Result
 		}
 		if isDeadlock(err) && !ddl && attempt < maxAttempts {
 			// InnoDB rolled the whole transaction back; nothing of it was applied.
-			if sleepCtx(ctx, backoff(attempt)) == nil {
+			if storage.Sleep(ctx, backoff(attempt)) == nil {
 				continue
 			}
 		}
@@ -461,17 +461,6 @@ func runOne(ctx context.Context, q queryer, p prepared, out *storage.Result) err
 func backoff(attempt int) time.Duration {
 	base := time.Duration(1<<attempt) * time.Millisecond
 	return base + rand.N(base)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // driverLogger sends the driver's own log lines (it reports, e.g., dropped idle connections) to

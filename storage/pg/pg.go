@@ -196,7 +196,7 @@ func (db *DB) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Result
 			batch[failed].rewritten = withCasts(batch[failed].rewritten, batch[failed].args)
 			continue
 		case retryable(err) && attempt < maxAttempts:
-			if sleepCtx(ctx, backoff(attempt)) == nil {
+			if storage.Sleep(ctx, backoff(attempt)) == nil {
 				continue
 			}
 		}
@@ -389,15 +389,4 @@ func collect(rows pgx.Rows, out *storage.Result, c *pgx.Conn) error {
 func backoff(attempt int) time.Duration {
 	base := time.Duration(1<<attempt) * time.Millisecond
 	return base + rand.N(base)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
