@@ -18,11 +18,11 @@ type Config struct {
 	AuthToken string // libSQL/Turso auth token, when not in the URL
 	// MaxOpenConns bounds the connection pool of server backends; 0 picks a default.
 	MaxOpenConns int
-	// Lazy leaves out the query a server backend runs at open to check that the server answers:
-	// the first batch makes the check instead, and until one batch succeeds, a failure that is
-	// not a statement's own reads as a failure to open would (unreachable, login refused, no
-	// such database). For callers that run a query right after opening anyway, such as
-	// kavach.New: a serverless cold start then costs one round trip, not two.
+	// Lazy leaves out the query Open runs to check that a database server answers: the first
+	// batch makes the check instead, and until one batch succeeds, a failure that is not a
+	// statement's own reads as a failure to open would (unreachable, login refused, no such
+	// database). For callers that run a query right after opening anyway, such as kavach.New: a
+	// serverless cold start then costs one round trip, not two.
 	Lazy bool
 }
 
@@ -71,7 +71,8 @@ func Providers() []string {
 
 // Open opens the database cfg names. An empty provider means sqlite. A provider whose package is
 // not linked fails with one line naming the package to import; an unknown one lists the valid
-// names. Secrets in the URL never appear in the error.
+// names. Secrets in the URL never appear in the error. For a database server, Open checks that it
+// answers a query (see Config.Lazy and OpenChecker).
 func Open(ctx context.Context, cfg Config) (DB, error) {
 	if cfg.Provider == "" {
 		cfg.Provider = "sqlite"
@@ -93,7 +94,11 @@ func Open(ctx context.Context, cfg Config) (DB, error) {
 	if strings.TrimSpace(cfg.URL) == "" {
 		return nil, fmt.Errorf("kavach: database url is empty for provider %q", cfg.Provider)
 	}
-	return open(ctx, cfg)
+	db, err := open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return check(ctx, db, cfg.Lazy)
 }
 
 // RedactURL returns u with any password and any token-like query parameter replaced by "xxxxx",

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/kavachdev/kavach/internal/jsonw"
@@ -35,7 +34,6 @@ type HranaHTTP struct {
 	remoteBase
 	pipeline string // the /v2/pipeline endpoint
 	client   *http.Client
-	closed   atomic.Bool
 }
 
 // busyRetryFor bounds how long a batch is retried when the server reports its database busy
@@ -47,21 +45,21 @@ const busyRetryFor = 5 * time.Second
 func OpenLibSQL(ctx context.Context, cfg storage.Config) (storage.DB, error) {
 	raw := strings.TrimSpace(cfg.URL)
 	if strings.HasPrefix(raw, "ws://") || strings.HasPrefix(raw, "wss://") {
-		db, err := OpenRemote(ctx, cfg)
-		if err != nil || !cfg.Lazy {
-			return db, err
+		r, err := OpenRemote(ctx, cfg)
+		if err != nil {
+			return nil, err
 		}
-		return storage.CheckOnFirstUse(db, db.openError), nil
+		return r, nil
 	}
-	db, err := OpenHranaHTTP(ctx, cfg)
-	if err != nil || !cfg.Lazy {
-		return db, err
+	h, err := OpenHranaHTTP(ctx, cfg)
+	if err != nil {
+		return nil, err
 	}
-	return storage.CheckOnFirstUse(db, db.openError), nil
+	return h, nil
 }
 
-// OpenHranaHTTP opens a libSQL server over HTTP and checks that it answers a query (with
-// cfg.Lazy it contacts nothing).
+// OpenHranaHTTP prepares a client for a libSQL server over HTTP. It contacts nothing:
+// storage.Open checks that the server answers (see storage.OpenChecker).
 func OpenHranaHTTP(ctx context.Context, cfg storage.Config) (*HranaHTTP, error) {
 	raw := strings.TrimSpace(cfg.URL)
 	clean, token, tls, err := parseRemoteURL(raw, cfg.AuthToken)
@@ -103,13 +101,6 @@ func OpenHranaHTTP(ctx context.Context, cfg storage.Config) (*HranaHTTP, error) 
 			ExpectContinueTimeout: time.Second,
 		}},
 	}
-	if cfg.Lazy {
-		return db, nil
-	}
-	if _, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT 1"}); err != nil {
-		db.client.CloseIdleConnections()
-		return nil, db.openError(err)
-	}
 	return db, nil
 }
 
@@ -126,23 +117,11 @@ func (db *HranaHTTP) Close() error {
 
 // Exec implements storage.DB.
 func (db *HranaHTTP) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Result, error) {
-	if db.closed.Load() {
-		return nil, storage.ErrClosed
-	}
-	if len(stmts) == 0 {
-		return nil, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	batch, write, err := prepareRemote(stmts)
-	if err != nil {
+	batch, write, err := db.prepare(ctx, stmts)
+	if err != nil || len(batch) == 0 {
 		return nil, err
 	}
 	if write {
-		if err := db.lockWrite(ctx); err != nil {
-			return nil, err
-		}
 		defer db.unlockWrite()
 	}
 	body := hranaRequest(batch, write)
@@ -159,15 +138,7 @@ func (db *HranaHTTP) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage
 // send posts one pipeline request. busy reports that the server refused the batch before it
 // did anything because the database was locked, so it may be sent again.
 func (db *HranaHTTP) send(ctx context.Context, body []byte, batch []remoteStmt, stmts []storage.Stmt) (_ []storage.Result, busy bool, _ error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, db.pipeline, bytes.NewReader(body))
-	if err != nil {
-		return nil, false, db.classify(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if db.token != "" {
-		req.Header.Set("Authorization", "Bearer "+db.token)
-	}
-	resp, err := db.client.Do(req)
+	resp, err := db.post(ctx, body)
 	if err != nil {
 		return nil, false, db.classify(err)
 	}
@@ -177,7 +148,7 @@ func (db *HranaHTTP) send(ctx context.Context, body []byte, batch []remoteStmt, 
 		return nil, false, db.classify(err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		// The same wording libsql-client-go uses, which openError and classify recognise.
+		// The same wording libsql-client-go uses, which OpenError and classify recognise.
 		return nil, false, db.classify(fmt.Errorf("error code %d: %s", resp.StatusCode, strings.TrimSpace(string(raw))))
 	}
 	var pr struct {
@@ -260,15 +231,7 @@ func (db *HranaHTTP) unparsable(ctx context.Context, batch []remoteStmt) int {
 		b = append(b, '}')
 	}
 	b = append(b, `,{"type":"close"}]}`...)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, db.pipeline, bytes.NewReader(b))
-	if err != nil {
-		return -1
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if db.token != "" {
-		req.Header.Set("Authorization", "Bearer "+db.token)
-	}
-	resp, err := db.client.Do(req)
+	resp, err := db.post(ctx, b)
 	if err != nil {
 		return -1
 	}
@@ -289,13 +252,17 @@ func (db *HranaHTTP) unparsable(ctx context.Context, batch []remoteStmt) int {
 	return -1
 }
 
-// stmtError reports the failure of statement i; a lost server is not the statement's fault.
-func (db *HranaHTTP) stmtError(i int, sql string, err error) error {
-	err = db.classify(err)
-	if errors.Is(err, storage.ErrUnavailable) {
-		return err
+// post sends one pipeline request.
+func (db *HranaHTTP) post(ctx context.Context, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, db.pipeline, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
 	}
-	return &storage.StmtError{Index: i, SQL: sql, Err: err}
+	req.Header.Set("Content-Type", "application/json")
+	if db.token != "" {
+		req.Header.Set("Authorization", "Bearer "+db.token)
+	}
+	return db.client.Do(req)
 }
 
 func isBusy(err error) bool {

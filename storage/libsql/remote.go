@@ -43,22 +43,19 @@ const (
 // the client turns such a string into a Hrana batch without BEGIN, which is not atomic, and
 // WebSocket servers reject it. Batches that write start with BEGIN IMMEDIATE, so they hold the
 // write lock from the start instead of failing when a read transaction cannot be upgraded.
-//
-// The client library offers no way to send several statements as one atomic request, so a batch
-// of n statements costs n+2 round trips over HTTP.
 type Remote struct {
 	remoteBase
 	db       *sql.DB
 	maxConns int
-	closed   atomic.Bool
 }
 
-// remoteBase is what both remote clients know about their server, for messages: the URL as
-// configured (only ever shown through redactedURL) and the auth token (to redact).
+// remoteBase is what both remote clients share: the URL as configured (only ever shown through
+// redactedURL), the auth token (to redact), and the handle's state.
 type remoteBase struct {
 	url    string
 	token  string
 	writer chan struct{} // holds a token while a write batch of this handle is in flight
+	closed atomic.Bool
 }
 
 func newRemoteBase(url, token string) remoteBase {
@@ -80,9 +77,10 @@ func (db *remoteBase) lockWrite(ctx context.Context) error {
 
 func (db *remoteBase) unlockWrite() { <-db.writer }
 
-// OpenRemote opens the libSQL database at cfg.URL with cfg.AuthToken (an auth token may instead
-// be in the URL as ?authToken=, ?auth_token= or ?jwt=) and checks that it answers a query: the
-// client's own ping contacts nothing over HTTP.
+// OpenRemote prepares a client for the libSQL database at cfg.URL with cfg.AuthToken (an auth
+// token may instead be in the URL as ?authToken=, ?auth_token= or ?jwt=). It contacts nothing:
+// storage.Open checks that the server answers with a real query (see storage.OpenChecker), since
+// the client's own ping contacts nothing over HTTP.
 func OpenRemote(ctx context.Context, cfg storage.Config) (*Remote, error) {
 	raw := strings.TrimSpace(cfg.URL)
 	clean, token, tls, err := parseRemoteURL(raw, cfg.AuthToken)
@@ -112,13 +110,6 @@ func OpenRemote(ctx context.Context, cfg storage.Config) (*Remote, error) {
 	// sqld drops an idle Hrana stream after 10 s; a connection kept longer only costs a failed
 	// request before database/sql replaces it.
 	db.db.SetConnMaxIdleTime(9 * time.Second)
-	if cfg.Lazy {
-		return db, nil
-	}
-	if _, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT 1"}); err != nil {
-		db.db.Close()
-		return nil, db.openError(err)
-	}
 	return db, nil
 }
 
@@ -248,23 +239,11 @@ type remoteStmt struct {
 
 // Exec implements storage.DB.
 func (db *Remote) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Result, error) {
-	if db.closed.Load() {
-		return nil, storage.ErrClosed
-	}
-	if len(stmts) == 0 {
-		return nil, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	batch, write, err := prepareRemote(stmts)
-	if err != nil {
+	batch, write, err := db.prepare(ctx, stmts)
+	if err != nil || len(batch) == 0 {
 		return nil, err
 	}
 	if write {
-		if err := db.lockWrite(ctx); err != nil {
-			return nil, err
-		}
 		defer db.unlockWrite()
 	}
 	results := make([]storage.Result, len(batch))
@@ -299,46 +278,56 @@ func (db *Remote) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Re
 	return results, nil
 }
 
-// begin starts a transaction on a connection of its own. A pooled connection may have died
-// while idle (a WebSocket to a server that restarted), or another stream may hold the write
-// lock: BEGIN then fails without having done anything, so it is tried again.
+// begin starts a transaction on a connection of its own. While another stream holds the write
+// lock, BEGIN fails without having done anything, so it is tried again.
 func (db *Remote) begin(ctx context.Context, write bool) (*sql.Conn, error) {
 	stmt := "BEGIN"
 	if write {
 		stmt = "BEGIN IMMEDIATE"
 	}
+	var conn *sql.Conn
 	var err error
-	deadline := time.Now().Add(busyRetryFor)
-	for attempt, wait := 0, 5*time.Millisecond; ; attempt, wait = attempt+1, min(2*wait, 200*time.Millisecond) {
+	if cerr := retryBusy(ctx, func() bool {
+		conn, err = db.beginOnce(ctx, stmt)
+		return isBusy(err)
+	}); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, db.classify(err)
+	}
+	return conn, nil
+}
+
+// beginOnce runs stmt on a connection of its own. A pooled connection may have died while idle
+// (a WebSocket to a server that restarted): BEGIN then fails without having done anything, so
+// another connection is tried, up to four in all.
+func (db *Remote) beginOnce(ctx context.Context, stmt string) (*sql.Conn, error) {
+	var err error
+	for range 4 {
 		var conn *sql.Conn
 		if conn, err = db.db.Conn(ctx); err != nil {
-			break
+			return nil, err
 		}
 		if _, err = conn.ExecContext(ctx, stmt); err == nil {
 			return conn, nil
 		}
 		broken := db.discardIfBroken(conn, err)
 		conn.Close()
-		switch {
-		case broken && attempt < 3:
-			continue // another pooled connection may still be good
-		case isBusy(err) && time.Now().Before(deadline) && storage.Sleep(ctx, wait) == nil:
-			continue // another stream holds the write lock; BEGIN did nothing
+		if !broken {
+			break
 		}
-		break
 	}
-	return nil, db.classify(err)
+	return nil, err
 }
 
-// stmtError classifies the failure of statement i. A lost connection is not the statement's
-// fault: it is reported without an index.
+// stmtError is remoteBase.stmtError; a lost connection also drops the idle ones.
 func (db *Remote) stmtError(i int, sql string, err error) error {
-	err = db.classify(err)
+	err = db.remoteBase.stmtError(i, sql, err)
 	if errors.Is(err, storage.ErrUnavailable) {
 		db.dropIdle()
-		return err
 	}
-	return &storage.StmtError{Index: i, SQL: sql, Err: err}
+	return err
 }
 
 // rollback ends a failed batch's transaction. If that cannot be done the connection is dropped:
@@ -601,9 +590,9 @@ func redactedURL(u string) string {
 	return "\"" + storage.RedactURL(u) + "\""
 }
 
-// openError turns a failure of the first query into one line saying what went wrong, with which
-// server, and what to do.
-func (db *remoteBase) openError(err error) error {
+// OpenError implements storage.OpenChecker: it turns a failure of the first query into one line
+// saying what went wrong, with which server, and what to do.
+func (db *remoteBase) OpenError(err error) error {
 	var se *storage.StmtError
 	if errors.As(err, &se) {
 		err = se.Err
@@ -634,9 +623,20 @@ func remoteOneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// prepareRemote checks a batch for a libSQL server, over either protocol, and converts its
-// arguments. write reports whether any statement writes.
-func prepareRemote(stmts []storage.Stmt) (batch []remoteStmt, write bool, err error) {
+// prepare does what both clients do before sending a batch: it refuses a closed handle or a
+// context already done, checks the statements and converts their arguments, and for a batch
+// that writes (write is true) waits for the handle's turn to write, which the caller gives back
+// with unlockWrite. No statements give an empty batch.
+func (db *remoteBase) prepare(ctx context.Context, stmts []storage.Stmt) (batch []remoteStmt, write bool, err error) {
+	if db.closed.Load() {
+		return nil, false, storage.ErrClosed
+	}
+	if len(stmts) == 0 {
+		return nil, false, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
 	batch = make([]remoteStmt, len(stmts))
 	for i, s := range stmts {
 		rs, err := scanRemoteSQL(s.SQL)
@@ -656,7 +656,22 @@ func prepareRemote(stmts []storage.Stmt) (batch []remoteStmt, write bool, err er
 		batch[i] = rs
 		write = write || rs.write
 	}
+	if write {
+		if err := db.lockWrite(ctx); err != nil {
+			return nil, false, err
+		}
+	}
 	return batch, write, nil
+}
+
+// stmtError reports the failure of statement i. A lost server is not the statement's fault: it
+// is reported without an index.
+func (db *remoteBase) stmtError(i int, sql string, err error) error {
+	err = db.classify(err)
+	if errors.Is(err, storage.ErrUnavailable) {
+		return err
+	}
+	return &storage.StmtError{Index: i, SQL: sql, Err: err}
 }
 
 // retryBusy calls try until it reports that the server was not busy (another stream held the

@@ -89,9 +89,9 @@ func isDeadlock(err error) bool {
 	return errors.As(err, &me) && me.Number == erLockDeadlock
 }
 
-// openError turns a failure to connect into one line saying what went wrong, with which server
+// OpenError implements storage.OpenChecker: it turns a failure to connect into one line saying what went wrong, with which server
 // (password redacted) and what to do.
-func (db *DB) openError(err error) error {
+func (db *DB) OpenError(err error) error {
 	where := quoteURL(db.url)
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {

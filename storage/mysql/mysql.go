@@ -55,11 +55,7 @@ import (
 
 func init() {
 	storage.Register("mysql", func(ctx context.Context, cfg storage.Config) (storage.DB, error) {
-		db, err := Open(ctx, cfg)
-		if err != nil || !cfg.Lazy {
-			return db, err
-		}
-		return storage.CheckOnFirstUse(db, db.openError), nil
+		return Open(ctx, cfg)
 	})
 }
 
@@ -83,8 +79,8 @@ type DB struct {
 	closed   atomic.Bool
 }
 
-// Open connects to the MySQL database at cfg.URL and checks that it answers a query, so a wrong
-// address, password or database name is reported here, in one line.
+// Open makes a connection pool for the MySQL or MariaDB database at cfg.URL. It contacts nothing:
+// storage.Open checks that the server answers (see storage.OpenChecker).
 func Open(ctx context.Context, cfg storage.Config) (*DB, error) {
 	u := strings.TrimSpace(cfg.URL)
 	mc, err := parseURL(u)
@@ -107,13 +103,6 @@ func Open(ctx context.Context, cfg storage.Config) (*DB, error) {
 	db.db.SetMaxIdleConns(n)
 	// Servers close idle connections after wait_timeout (8 h by default); recycle well before.
 	db.db.SetConnMaxIdleTime(5 * time.Minute)
-	if cfg.Lazy {
-		return db, nil
-	}
-	if _, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT 1"}); err != nil {
-		db.db.Close()
-		return nil, db.openError(err)
-	}
 	return db, nil
 }
 

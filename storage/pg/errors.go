@@ -73,9 +73,9 @@ func retryable(err error) bool {
 	return false
 }
 
-// openError turns a failure to connect into one line saying what went wrong, with which server
+// OpenError implements storage.OpenChecker: it turns a failure to connect into one line saying what went wrong, with which server
 // (password redacted) and what to do.
-func (db *DB) openError(err error) error {
+func (db *DB) OpenError(err error) error {
 	where := quoteURL(db.url)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

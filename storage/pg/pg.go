@@ -39,11 +39,7 @@ import (
 
 func init() {
 	storage.Register("postgres", func(ctx context.Context, cfg storage.Config) (storage.DB, error) {
-		db, err := Open(ctx, cfg)
-		if err != nil || !cfg.Lazy {
-			return db, err
-		}
-		return storage.CheckOnFirstUse(db, db.openError), nil
+		return Open(ctx, cfg)
 	})
 }
 
@@ -64,9 +60,8 @@ type DB struct {
 	closed   atomic.Bool
 }
 
-// Open connects to the Postgres database at cfg.URL and checks that it answers a query, so a
-// wrong address, password or database name is reported here, in one line. With cfg.Lazy it
-// contacts nothing.
+// Open makes a connection pool for the Postgres database at cfg.URL. It contacts nothing:
+// storage.Open checks that the server answers (see storage.OpenChecker).
 func Open(ctx context.Context, cfg storage.Config) (*DB, error) {
 	u := strings.TrimSpace(cfg.URL)
 	if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
@@ -99,19 +94,6 @@ func Open(ctx context.Context, cfg storage.Config) (*DB, error) {
 		return nil, fmt.Errorf("kavach: invalid postgres database url %s: %s", quoteURL(u), oneLine(db.redact(err.Error())))
 	}
 	db.pool = pool
-	if cfg.Lazy {
-		return db, nil
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, db.openError(err)
-	}
-	// Ping only checks the connection; run a real query so that a server that accepts
-	// connections but cannot serve (recovery, read-only replica misconfiguration) fails here.
-	if _, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT 1"}); err != nil {
-		pool.Close()
-		return nil, db.openError(err)
-	}
 	return db, nil
 }
 
