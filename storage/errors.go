@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 )
@@ -71,4 +72,11 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Backoff is the pause before attempt n+1 of a batch that lost a deadlock or a lock race: short,
+// growing, jittered so that the contenders do not collide again in step.
+func Backoff(attempt int) time.Duration {
+	base := time.Duration(1<<attempt) * time.Millisecond
+	return base + rand.N(base)
 }

@@ -144,3 +144,23 @@ func Redact(s string, secrets ...string) string {
 	}
 	return s
 }
+
+// QuoteURL is RedactURL in double quotes, for naming a server in a message. A URL that does not
+// parse is shown as its scheme alone, or as "xxxxx".
+func QuoteURL(u string) string {
+	if _, err := url.Parse(u); err != nil {
+		if i := strings.Index(u, "://"); i >= 0 && i < 16 {
+			return "\"" + u[:i+3] + "xxxxx\""
+		}
+		return "\"xxxxx\""
+	}
+	return "\"" + RedactURL(u) + "\""
+}
+
+// OneLine joins a multi-line message (servers' and drivers' errors) into one line.
+func OneLine(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	return strings.Join(strings.Fields(s), " ")
+}

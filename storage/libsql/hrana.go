@@ -68,7 +68,7 @@ func OpenHranaHTTP(ctx context.Context, cfg storage.Config) (*HranaHTTP, error) 
 	}
 	u, err := url.Parse(clean)
 	if err != nil {
-		return nil, fmt.Errorf("kavach: invalid libsql database url %s", redactedURL(raw))
+		return nil, fmt.Errorf("kavach: invalid libsql database url %s", storage.QuoteURL(raw))
 	}
 	switch u.Scheme {
 	case "libsql":
@@ -78,7 +78,7 @@ func OpenHranaHTTP(ctx context.Context, cfg storage.Config) (*HranaHTTP, error) 
 		}
 	case "http", "https":
 	default:
-		return nil, fmt.Errorf("kavach: libsql database url %s: Hrana over HTTP needs libsql://, https:// or http://", redactedURL(raw))
+		return nil, fmt.Errorf("kavach: libsql database url %s: Hrana over HTTP needs libsql://, https:// or http://", storage.QuoteURL(raw))
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/v2/pipeline"
 	n := cfg.MaxOpenConns

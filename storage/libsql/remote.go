@@ -97,7 +97,7 @@ func OpenRemote(ctx context.Context, cfg storage.Config) (*Remote, error) {
 	}
 	connector, err := libsqlclient.NewConnector(clean, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("kavach: invalid libsql database url %s: %s", db.quotedURL(), db.redact(remoteOneLine(err.Error())))
+		return nil, fmt.Errorf("kavach: invalid libsql database url %s: %s", db.quotedURL(), db.redact(storage.OneLine(err.Error())))
 	}
 	db.db = sql.OpenDB(boundedConnector{connector})
 	n := cfg.MaxOpenConns
@@ -124,26 +124,26 @@ func parseRemoteURL(raw, configToken string) (clean, token string, tls *bool, er
 		if errors.As(perr, &ue) {
 			detail = ue.Err.Error()
 		}
-		return "", "", nil, fmt.Errorf("kavach: invalid libsql database url %s: %s; %s", redactedURL(raw), detail, example)
+		return "", "", nil, fmt.Errorf("kavach: invalid libsql database url %s: %s; %s", storage.QuoteURL(raw), detail, example)
 	}
 	switch u.Scheme {
 	case "libsql", "https", "http", "wss", "ws":
 	default:
 		return "", "", nil, fmt.Errorf("kavach: libsql database url %s must start with libsql://, https://, http://, wss:// or ws://; %s",
-			redactedURL(raw), example)
+			storage.QuoteURL(raw), example)
 	}
 	if u.Host == "" {
-		return "", "", nil, fmt.Errorf("kavach: libsql database url %s has no host; %s", redactedURL(raw), example)
+		return "", "", nil, fmt.Errorf("kavach: libsql database url %s has no host; %s", storage.QuoteURL(raw), example)
 	}
 	if u.User != nil {
 		return "", "", nil, fmt.Errorf("kavach: libsql database url %s carries user information; pass the auth token as database.authToken (KAVACH_DATABASE_AUTH_TOKEN) instead",
-			redactedURL(raw))
+			storage.QuoteURL(raw))
 	}
 	q := u.Query()
 	for _, k := range []string{"authToken", "auth_token", "jwt"} {
 		if v := q.Get(k); v != "" {
 			if token != "" && token != v {
-				return "", "", nil, fmt.Errorf("kavach: libsql database url %s carries two different auth tokens", redactedURL(raw))
+				return "", "", nil, fmt.Errorf("kavach: libsql database url %s carries two different auth tokens", storage.QuoteURL(raw))
 			}
 			token = v
 		}
@@ -151,7 +151,7 @@ func parseRemoteURL(raw, configToken string) (clean, token string, tls *bool, er
 	}
 	if token != "" && configToken != "" && token != configToken {
 		return "", "", nil, fmt.Errorf("kavach: libsql database url %s carries an auth token and database.authToken sets a different one; keep one of them",
-			redactedURL(raw))
+			storage.QuoteURL(raw))
 	}
 	if token == "" {
 		token = configToken
@@ -164,19 +164,19 @@ func parseRemoteURL(raw, configToken string) (clean, token string, tls *bool, er
 			tls = new(bool)
 			*tls = true
 		default:
-			return "", "", nil, fmt.Errorf("kavach: libsql database url %s: tls must be 0 or 1", redactedURL(raw))
+			return "", "", nil, fmt.Errorf("kavach: libsql database url %s: tls must be 0 or 1", storage.QuoteURL(raw))
 		}
 		if u.Scheme != "libsql" {
 			return "", "", nil, fmt.Errorf("kavach: libsql database url %s: ?tls= only applies to libsql:// urls (use http:// or ws:// for plain text)",
-				redactedURL(raw))
+				storage.QuoteURL(raw))
 		}
 		if !*tls && u.Port() == "" {
-			return "", "", nil, fmt.Errorf("kavach: libsql database url %s: libsql:// with ?tls=0 needs an explicit port", redactedURL(raw))
+			return "", "", nil, fmt.Errorf("kavach: libsql database url %s: libsql:// with ?tls=0 needs an explicit port", storage.QuoteURL(raw))
 		}
 		q.Del("tls")
 	}
 	for k := range q {
-		return "", "", nil, fmt.Errorf("kavach: libsql database url %s has unknown parameter %q (known: authToken, tls)", redactedURL(raw), k)
+		return "", "", nil, fmt.Errorf("kavach: libsql database url %s has unknown parameter %q (known: authToken, tls)", storage.QuoteURL(raw), k)
 	}
 	u.RawQuery = ""
 	return u.String(), token, tls, nil
@@ -530,7 +530,7 @@ func (db *remoteBase) classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := db.redact(remoteOneLine(err.Error()))
+	msg := db.redact(storage.OneLine(err.Error()))
 	msg = strings.TrimPrefix(msg, "failed to execute SQL: ")
 	e := &remoteErr{msg: msg, err: err}
 	switch {
@@ -576,19 +576,7 @@ func (e *remoteErr) Unwrap() error { return e.err }
 
 func (db *remoteBase) redact(s string) string { return storage.Redact(s, db.token) }
 
-func (db *remoteBase) quotedURL() string { return redactedURL(db.url) }
-
-// redactedURL quotes u for a message without its secrets. A URL that does not parse is shown
-// as its scheme alone: its secrets cannot be told apart from the rest.
-func redactedURL(u string) string {
-	if _, err := url.Parse(u); err != nil {
-		if i := strings.Index(u, "://"); i >= 0 && i < 16 {
-			return "\"" + u[:i+3] + "xxxxx\""
-		}
-		return "\"xxxxx\""
-	}
-	return "\"" + storage.RedactURL(u) + "\""
-}
+func (db *remoteBase) quotedURL() string { return storage.QuoteURL(db.url) }
 
 // OpenError implements storage.OpenChecker: it turns a failure of the first query into one line
 // saying what went wrong, with which server, and what to do.
@@ -614,13 +602,6 @@ func (db *remoteBase) OpenError(err error) error {
 			"; check that the server is running and that the url is right", err: err}
 	}
 	return &remoteErr{msg: "kavach: libsql server at " + db.quotedURL() + ": " + msg, err: err}
-}
-
-func remoteOneLine(s string) string {
-	if !strings.ContainsAny(s, "\r\n") {
-		return s
-	}
-	return strings.Join(strings.Fields(s), " ")
 }
 
 // prepare does what both clients do before sending a batch: it refuses a closed handle or a

@@ -74,7 +74,7 @@ func (db *DB) unavailable(err error) error {
 		detail = opErr.Error()
 	}
 	return storage.Classified(storage.ErrUnavailable, &wrapped{
-		msg: "mysql database " + quoteURL(db.url) + " is unavailable: " + db.redact(oneLine(detail)), err: err})
+		msg: "mysql database " + storage.QuoteURL(db.url) + " is unavailable: " + db.redact(storage.OneLine(detail)), err: err})
 }
 
 // isConnError reports whether err means the connection is unusable.
@@ -92,7 +92,7 @@ func isDeadlock(err error) bool {
 // OpenError implements storage.OpenChecker: it turns a failure to connect into one line saying what went wrong, with which server
 // (password redacted) and what to do.
 func (db *DB) OpenError(err error) error {
-	where := quoteURL(db.url)
+	where := storage.QuoteURL(db.url)
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		msg := db.redact(me.Message)
@@ -107,7 +107,7 @@ func (db *DB) OpenError(err error) error {
 			return &wrapped{msg: "kavach: mysql at " + where + ": " + msg + "; create the database (CREATE DATABASE " + db.dbName +
 				"), grant the user access to it, or correct its name in the url", err: storage.Classified(storage.ErrUnavailable, err)}
 		}
-		return &wrapped{msg: "kavach: mysql at " + where + ": " + db.redact(oneLine(me.Error())), err: storage.Classified(storage.ErrUnavailable, err)}
+		return &wrapped{msg: "kavach: mysql at " + where + ": " + db.redact(storage.OneLine(me.Error())), err: storage.Classified(storage.ErrUnavailable, err)}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return &wrapped{msg: "kavach: connecting to mysql at " + where + ": " + err.Error(), err: err}
@@ -117,7 +117,7 @@ func (db *DB) OpenError(err error) error {
 	if errors.As(err, &opErr) {
 		detail = opErr.Error()
 	}
-	return &wrapped{msg: "kavach: cannot reach mysql at " + where + ": " + db.redact(oneLine(detail)) +
+	return &wrapped{msg: "kavach: cannot reach mysql at " + where + ": " + db.redact(storage.OneLine(detail)) +
 		"; check that the server is running and that the host and port in the url are right",
 		err: storage.Classified(storage.ErrUnavailable, err)}
 }
@@ -136,14 +136,7 @@ func (db *DB) redact(s string) string { return storage.Redact(s, db.password) }
 func (db *DB) redacted(err error) error {
 	msg := err.Error()
 	if strings.ContainsAny(msg, "\r\n") || db.password != "" && strings.Contains(msg, db.password) {
-		return &wrapped{msg: db.redact(oneLine(msg)), err: err}
+		return &wrapped{msg: db.redact(storage.OneLine(msg)), err: err}
 	}
 	return err
-}
-
-func oneLine(s string) string {
-	if !strings.ContainsAny(s, "\r\n") {
-		return s
-	}
-	return strings.Join(strings.Fields(s), " ")
 }

@@ -41,7 +41,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"strings"
@@ -92,7 +91,7 @@ func Open(ctx context.Context, cfg storage.Config) (*DB, error) {
 	mc.Logger = driverLogger{db: db}
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {
-		return nil, fmt.Errorf("kavach: invalid mysql database url %s: %s", quoteURL(u), db.redact(err.Error()))
+		return nil, fmt.Errorf("kavach: invalid mysql database url %s: %s", storage.QuoteURL(u), db.redact(err.Error()))
 	}
 	db.db = sql.OpenDB(connector)
 	n := cfg.MaxOpenConns
@@ -111,18 +110,18 @@ func parseURL(u string) (*mysql.Config, error) {
 	example := "e.g. mysql://user:password@127.0.0.1:3306/kavach"
 	p, err := url.Parse(u)
 	if err != nil {
-		return nil, fmt.Errorf("kavach: invalid mysql database url %s: %s; %s", quoteURL(u), urlErrDetail(err), example)
+		return nil, fmt.Errorf("kavach: invalid mysql database url %s: %s; %s", storage.QuoteURL(u), urlErrDetail(err), example)
 	}
 	if p.Scheme != "mysql" {
-		return nil, fmt.Errorf("kavach: mysql database url %s must start with mysql://, %s", quoteURL(u), example)
+		return nil, fmt.Errorf("kavach: mysql database url %s must start with mysql://, %s", storage.QuoteURL(u), example)
 	}
 	q := p.Query()
 	if p.Host == "" && q.Get("socket") == "" {
-		return nil, fmt.Errorf("kavach: mysql database url %s has no host, %s", quoteURL(u), example)
+		return nil, fmt.Errorf("kavach: mysql database url %s has no host, %s", storage.QuoteURL(u), example)
 	}
 	name := strings.TrimPrefix(p.Path, "/")
 	if name == "" || strings.Contains(name, "/") {
-		return nil, fmt.Errorf("kavach: mysql database url %s must name one database after the host, %s", quoteURL(u), example)
+		return nil, fmt.Errorf("kavach: mysql database url %s must name one database after the host, %s", storage.QuoteURL(u), example)
 	}
 	mc := mysql.NewConfig()
 	// Driver parameters from the URL first, so that the settings below override them.
@@ -136,7 +135,7 @@ func parseURL(u string) (*mysql.Config, error) {
 		if len(params) > 0 {
 			parsed, err := mysql.ParseDSN("/x?" + params.Encode())
 			if err != nil {
-				return nil, fmt.Errorf("kavach: invalid parameter in mysql database url %s: %s", quoteURL(u), storage.Redact(err.Error(), passwordOf(p)))
+				return nil, fmt.Errorf("kavach: invalid parameter in mysql database url %s: %s", storage.QuoteURL(u), storage.Redact(err.Error(), passwordOf(p)))
 			}
 			mc = parsed
 		}
@@ -190,18 +189,6 @@ func urlErrDetail(err error) string {
 		return ue.Err.Error()
 	}
 	return "malformed url"
-}
-
-// quoteURL quotes u for a message without its secrets. A URL that does not parse is shown as
-// its scheme alone: its secrets cannot be told apart from the rest.
-func quoteURL(u string) string {
-	if _, err := url.Parse(u); err != nil {
-		if i := strings.Index(u, "://"); i >= 0 && i < 16 {
-			return "\"" + u[:i+3] + "xxxxx\""
-		}
-		return "\"xxxxx\""
-	}
-	return "\"" + storage.RedactURL(u) + "\""
 }
 
 // lockName is the GET_LOCK name for DDL on database name. Lock names are server-wide and at most
@@ -272,7 +259,7 @@ func (db *DB) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Result
 		}
 		if isDeadlock(err) && !ddl && attempt < maxAttempts {
 			// InnoDB rolled the whole transaction back; nothing of it was applied.
-			if storage.Sleep(ctx, backoff(attempt)) == nil {
+			if storage.Sleep(ctx, storage.Backoff(attempt)) == nil {
 				continue
 			}
 		}
@@ -445,11 +432,6 @@ func runOne(ctx context.Context, q queryer, p prepared, out *storage.Result) err
 	}
 	out.RowsAffected = n
 	return nil
-}
-
-func backoff(attempt int) time.Duration {
-	base := time.Duration(1<<attempt) * time.Millisecond
-	return base + rand.N(base)
 }
 
 // driverLogger sends the driver's own log lines (it reports, e.g., dropped idle connections) to

@@ -53,7 +53,7 @@ func (db *DB) unavailable(err error) error {
 		detail = opErr.Error() // pgx repeats it for every address it tried
 	}
 	return storage.Classified(storage.ErrUnavailable, &msgError{
-		msg: "postgres database " + quoteURL(db.url) + " is unavailable: " + db.redact(oneLine(detail)), err: err})
+		msg: "postgres database " + storage.QuoteURL(db.url) + " is unavailable: " + db.redact(storage.OneLine(detail)), err: err})
 }
 
 // retryable reports whether a failed batch may simply be sent again: the server rolled the whole
@@ -76,18 +76,18 @@ func retryable(err error) bool {
 // OpenError implements storage.OpenChecker: it turns a failure to connect into one line saying what went wrong, with which server
 // (password redacted) and what to do.
 func (db *DB) OpenError(err error) error {
-	where := quoteURL(db.url)
+	where := storage.QuoteURL(db.url)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "28P01", "28000":
-			return &msgError{msg: "kavach: postgres at " + where + " refused the login: " + oneLine(db.redact(pgErr.Message)) +
+			return &msgError{msg: "kavach: postgres at " + where + " refused the login: " + storage.OneLine(db.redact(pgErr.Message)) +
 				"; check the user and password in the database url", err: storage.Classified(storage.ErrUnavailable, err)}
 		case "3D000":
-			return &msgError{msg: "kavach: postgres at " + where + ": " + oneLine(db.redact(pgErr.Message)) +
+			return &msgError{msg: "kavach: postgres at " + where + ": " + storage.OneLine(db.redact(pgErr.Message)) +
 				"; create the database (createdb) or correct its name in the url", err: storage.Classified(storage.ErrUnavailable, err)}
 		}
-		return &msgError{msg: "kavach: postgres at " + where + ": " + oneLine(db.redact(pgErr.Message)) + " (SQLSTATE " + pgErr.Code + ")",
+		return &msgError{msg: "kavach: postgres at " + where + ": " + storage.OneLine(db.redact(pgErr.Message)) + " (SQLSTATE " + pgErr.Code + ")",
 			err: storage.Classified(storage.ErrUnavailable, err)}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -103,7 +103,7 @@ func (db *DB) OpenError(err error) error {
 	} else if dnsErr := (*net.DNSError)(nil); errors.As(err, &dnsErr) {
 		detail = dnsErr.Error()
 	}
-	return &msgError{msg: "kavach: cannot reach postgres at " + where + ": " + oneLine(db.redact(detail)) +
+	return &msgError{msg: "kavach: cannot reach postgres at " + where + ": " + storage.OneLine(db.redact(detail)) +
 		"; check that the server is running and that the host and port in the url are right",
 		err: storage.Classified(storage.ErrUnavailable, err)}
 }
@@ -127,14 +127,5 @@ func (db *DB) redacted(err error) error {
 	if !strings.ContainsAny(msg, "\r\n") && (db.password == "" || !strings.Contains(msg, db.password)) {
 		return err
 	}
-	return &msgError{msg: db.redact(oneLine(msg)), err: err}
-}
-
-// oneLine joins a multi-line driver message (pgx reports every address it tried on its own
-// line) into one line.
-func oneLine(s string) string {
-	if !strings.ContainsAny(s, "\r\n") {
-		return s
-	}
-	return strings.Join(strings.Fields(s), " ")
+	return &msgError{msg: db.redact(storage.OneLine(msg)), err: err}
 }

@@ -23,8 +23,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,7 +64,7 @@ func Open(ctx context.Context, cfg storage.Config) (*DB, error) {
 	u := strings.TrimSpace(cfg.URL)
 	if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
 		return nil, fmt.Errorf("kavach: postgres database url %s must start with postgres:// or postgresql://, e.g. postgres://user:password@127.0.0.1:5432/kavach",
-			quoteURL(u))
+			storage.QuoteURL(u))
 	}
 	pc, err := pgxpool.ParseConfig(u)
 	if err != nil {
@@ -74,7 +72,7 @@ func Open(ctx context.Context, cfg storage.Config) (*DB, error) {
 		if i := strings.Index(detail, "`: "); i >= 0 { // drop pgx's echo of the (redacted) URL
 			detail = detail[i+3:]
 		}
-		return nil, fmt.Errorf("kavach: invalid postgres database url %s: %s", quoteURL(u), oneLine(detail))
+		return nil, fmt.Errorf("kavach: invalid postgres database url %s: %s", storage.QuoteURL(u), storage.OneLine(detail))
 	}
 	db := &DB{url: u, password: pc.ConnConfig.Password}
 	switch {
@@ -91,22 +89,10 @@ func Open(ctx context.Context, cfg storage.Config) (*DB, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("kavach: invalid postgres database url %s: %s", quoteURL(u), oneLine(db.redact(err.Error())))
+		return nil, fmt.Errorf("kavach: invalid postgres database url %s: %s", storage.QuoteURL(u), storage.OneLine(db.redact(err.Error())))
 	}
 	db.pool = pool
 	return db, nil
-}
-
-// quoteURL quotes u for a message without its secrets. A URL that does not parse is shown as
-// its scheme alone: its secrets cannot be told apart from the rest.
-func quoteURL(u string) string {
-	if _, err := url.Parse(u); err != nil {
-		if i := strings.Index(u, "://"); i >= 0 && i < 16 {
-			return "\"" + u[:i+3] + "xxxxx\""
-		}
-		return "\"xxxxx\""
-	}
-	return "\"" + storage.RedactURL(u) + "\""
 }
 
 // Dialect implements storage.DB.
@@ -178,7 +164,7 @@ func (db *DB) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Result
 			batch[failed].rewritten = withCasts(batch[failed].rewritten, batch[failed].args)
 			continue
 		case retryable(err) && attempt < maxAttempts:
-			if storage.Sleep(ctx, backoff(attempt)) == nil {
+			if storage.Sleep(ctx, storage.Backoff(attempt)) == nil {
 				continue
 			}
 		}
@@ -364,11 +350,4 @@ func collect(rows pgx.Rows, out *storage.Result, c *pgx.Conn) error {
 		out.RowsAffected = ct.RowsAffected()
 	}
 	return nil
-}
-
-// backoff is the pause before retrying a batch that lost a deadlock: short, growing, jittered so
-// the contenders do not collide again in step.
-func backoff(attempt int) time.Duration {
-	base := time.Duration(1<<attempt) * time.Millisecond
-	return base + rand.N(base)
 }
