@@ -157,10 +157,16 @@ func (a *Audit) Query(ctx context.Context, f AuditFilter) ([]AuditEntry, error) 
 	if err != nil {
 		return nil, err
 	}
-	res, err := a.k.db.Exec(ctx, storage.Stmt{
-		SQL:  "SELECT " + auditColumns + " FROM kavach_audit_logs" + where + " ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?",
-		Args: append(args, int64(limit), int64(offset)),
-	})
+	var st storage.Stmt
+	if a.chained(f) {
+		st = a.chainStmt(f, nil, auditColumns, where, args)
+	} else {
+		st.SQL = "SELECT " + auditColumns + " FROM kavach_audit_logs" + where + " ORDER BY timestamp DESC, id DESC"
+		st.Args = args
+	}
+	st.SQL += " LIMIT ? OFFSET ?"
+	st.Args = append(st.Args, int64(limit), int64(offset))
+	res, err := a.k.db.Exec(ctx, st)
 	if err != nil {
 		return nil, storageError("querying audit log", err)
 	}
@@ -169,6 +175,55 @@ func (a *Audit) Query(ctx context.Context, f AuditFilter) ([]AuditEntry, error) 
 		out[i] = scanAudit(r)
 	}
 	return out, nil
+}
+
+// chained reports whether entries matching f are found by following agents' chains: on the
+// SQLite family (which has no index by agent or user, see schema.sql) when f names an agent or a
+// user.
+func (a *Audit) chained(f AuditFilter) bool {
+	return a.k.dialect == storage.SQLite && (f.AgentID != "" || f.UserID != "")
+}
+
+// chainStmt selects cols of the entries matching where, newest first, by walking chains; the
+// caller adds LIMIT. SQLite computes a recursive query as its reader asks for rows (as long as
+// the outer query reads nothing else, so the rows travel through the recursion whole), and a
+// page costs a primary-key lookup per entry walked, however long the log.
+//
+// With an agent, the walk follows that agent's chain from its head, or from the entry from
+// (an id) when it is not nil. With only a user, it merges the chains of all the user's agents:
+// a recursive query with ORDER BY takes rows from its queue in that order, and the queue holds
+// the next entry of each chain, so the entries come out by chain time, newest first. With Since,
+// a chain is not followed past a link older than Since, which is safe because chain time never
+// decreases along a chain and a row's timestamp is at most its chain time (schema.sql).
+func (a *Audit) chainStmt(f AuditFilter, from any, cols, where string, args []any) storage.Stmt {
+	next := "SELECT l.*, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) FROM chain CROSS JOIN kavach_audit_logs AS l ON l.id = chain.prev_id"
+	var start string
+	var cargs []any
+	switch {
+	case from != nil:
+		start = "SELECT l.*, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) AS chain_ts FROM kavach_audit_logs AS l WHERE l.id = ?"
+		cargs = append(cargs, from)
+	case f.AgentID != "":
+		start = "SELECT l.*, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) AS chain_ts FROM kavach_audit_heads AS h " +
+			"CROSS JOIN kavach_audit_logs AS l ON l.id = h.last_id WHERE h.agent_id = ?"
+		cargs = append(cargs, f.AgentID)
+	default:
+		start = "SELECT l.*, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) AS chain_ts FROM kavach_agents AS ag CROSS JOIN kavach_audit_heads AS h ON h.agent_id = ag.id " +
+			"CROSS JOIN kavach_audit_logs AS l ON l.id = h.last_id WHERE ag.owner_id = ?"
+		cargs = append(cargs, f.UserID)
+	}
+	if !f.Since.IsZero() {
+		next += " WHERE chain.prev_ts >= ?"
+		cargs = append(cargs, f.Since.Unix())
+	}
+	if f.AgentID == "" {
+		next += " ORDER BY chain_ts DESC, id DESC"
+	}
+	// CROSS JOIN fixes the join order: the chain drives, each entry is one primary-key lookup.
+	return storage.Stmt{
+		SQL:  "WITH RECURSIVE chain AS (" + start + " UNION ALL " + next + ") SELECT " + cols + " FROM chain" + where,
+		Args: append(cargs, args...),
+	}
 }
 
 // ExportFormat is json or csv.
@@ -209,22 +264,31 @@ func (a *Audit) Export(ctx context.Context, f AuditFilter, format ExportFormat, 
 	first := true
 	var afterTS int64
 	var afterID string
+	// An agent's entries are exported by walking its chain on the SQLite family, a page at a time:
+	// each page starts at the link after the last entry of the one before. Everything else pages
+	// through the time index by keyset: strictly older than the last entry written.
+	walk := a.k.dialect == storage.SQLite && f.AgentID != ""
+	var next any
 	for {
-		cond, cargs := where, append([]any{}, args...)
-		if !first {
-			// Keyset paging: strictly older than the last entry written.
-			k := "(timestamp < ? OR (timestamp = ? AND id < ?))"
-			if cond == "" {
-				cond = " WHERE " + k
-			} else {
-				cond += " AND " + k
+		var st storage.Stmt
+		if walk {
+			st = a.chainStmt(f, next, auditColumns+", prev_id", where, args)
+		} else {
+			cond, cargs := where, append([]any{}, args...)
+			if !first {
+				k := "(timestamp < ? OR (timestamp = ? AND id < ?))"
+				if cond == "" {
+					cond = " WHERE " + k
+				} else {
+					cond += " AND " + k
+				}
+				cargs = append(cargs, afterTS, afterTS, afterID)
 			}
-			cargs = append(cargs, afterTS, afterTS, afterID)
+			st = storage.Stmt{SQL: "SELECT " + auditColumns + " FROM kavach_audit_logs" + cond + " ORDER BY timestamp DESC, id DESC", Args: cargs}
 		}
-		res, err := a.k.db.Exec(ctx, storage.Stmt{
-			SQL:  "SELECT " + auditColumns + " FROM kavach_audit_logs" + cond + " ORDER BY timestamp DESC, id DESC LIMIT ?",
-			Args: append(cargs, int64(exportPage)),
-		})
+		st.SQL += " LIMIT ?"
+		st.Args = append(st.Args, int64(exportPage))
+		res, err := a.k.db.Exec(ctx, st)
 		if err != nil {
 			return storageError("exporting audit log", err)
 		}
@@ -261,8 +325,11 @@ func (a *Audit) Export(ctx context.Context, f AuditFilter, format ExportFormat, 
 		if len(rows) > 0 {
 			last := rows[len(rows)-1]
 			afterTS, afterID = asInt(last[13]), asString(last[0])
+			if walk {
+				next = last[14]
+			}
 		}
-		if len(rows) < exportPage {
+		if len(rows) < exportPage || walk && next == nil {
 			break
 		}
 		if cw != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,4 +164,107 @@ func TestStatsCountAgentsByEffectiveStatusAndRecentDecisions(t *testing.T) {
 			t.Errorf("a day later: %+v", s.Audit)
 		}
 	}, func(c *kavach.Config) { c.Agents.TokenExpiry = "2h" })
+}
+
+// The SQLite family finds an agent's or a user's entries by following chains (schema.sql); the
+// other backends through indexes. Either way every entry must be found, including entries
+// recorded out of time order (a decision that took long, a node whose clock is behind), and
+// Since must not cut a chain short at such an entry.
+func TestAuditByAgentAndUserFindsEntriesRecordedOutOfTimeOrder(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		a := e.agent(t, "alice", perm("*", "*"))
+		b := e.agent(t, "alice", perm("*", "*"))
+		c := e.agent(t, "carol", perm("*", "*"))
+		t0 := e.clock.Now()
+		at := func(offset time.Duration, agent *kavach.Agent, resource string) {
+			e.clock.Advance(t0.Add(offset).Sub(e.clock.Now()))
+			decide(t, e.k, agent.ID, "read", resource)
+		}
+		// Recorded in this order; a's chain holds 2000, 500, 1500, 3000 seconds.
+		at(2000*time.Second, a, "a:2000")
+		at(1000*time.Second, b, "b:1000")
+		at(500*time.Second, a, "a:500")
+		at(1500*time.Second, a, "a:1500")
+		at(2500*time.Second, c, "c:2500")
+		at(1200*time.Second, b, "b:1200")
+		at(3000*time.Second, a, "a:3000")
+		q := func(f kavach.AuditFilter) string {
+			var got []string
+			for _, x := range must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, f)) {
+				got = append(got, x.Resource)
+			}
+			slices.Sort(got)
+			return strings.Join(got, " ")
+		}
+		since := func(s time.Duration) time.Time { return t0.Add(s * time.Second) }
+		for _, c := range []struct {
+			f    kavach.AuditFilter
+			want string
+		}{
+			{kavach.AuditFilter{AgentID: a.ID}, "a:1500 a:2000 a:3000 a:500"},
+			{kavach.AuditFilter{AgentID: a.ID, Since: since(1000)}, "a:1500 a:2000 a:3000"},
+			{kavach.AuditFilter{AgentID: a.ID, Since: since(1500), Until: since(2000)}, "a:1500 a:2000"},
+			{kavach.AuditFilter{AgentID: a.ID, Until: since(1000)}, "a:500"},
+			{kavach.AuditFilter{AgentID: a.ID, Since: since(3001)}, ""},
+			{kavach.AuditFilter{UserID: "alice"}, "a:1500 a:2000 a:3000 a:500 b:1000 b:1200"},
+			{kavach.AuditFilter{UserID: "alice", Since: since(1100)}, "a:1500 a:2000 a:3000 b:1200"},
+			{kavach.AuditFilter{UserID: "alice", AgentID: b.ID}, "b:1000 b:1200"},
+			{kavach.AuditFilter{UserID: "carol", AgentID: a.ID}, ""},
+			{kavach.AuditFilter{UserID: "nobody"}, ""},
+			{kavach.AuditFilter{AgentID: "no-such-agent"}, ""},
+		} {
+			if got := q(c.f); got != c.want {
+				t.Errorf("agent %q user %q since %v until %v: got %q, want %q", c.f.AgentID, c.f.UserID, c.f.Since, c.f.Until, got, c.want)
+			}
+		}
+		// Pages of a user's entries neither repeat nor skip one.
+		var paged []string
+		for off := 0; off < 8; off += 2 {
+			for _, x := range must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, kavach.AuditFilter{UserID: "alice", Limit: 2, Offset: off})) {
+				paged = append(paged, x.Resource)
+			}
+		}
+		slices.Sort(paged)
+		if got := strings.Join(paged, " "); got != "a:1500 a:2000 a:3000 a:500 b:1000 b:1200" {
+			t.Errorf("pages of alice's entries: %s", got)
+		}
+	})
+}
+
+func TestAuditByAgentOrUserIsNewestFirstInRecordingOrder(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		a := e.agent(t, "u", perm("*", "*"))
+		b := e.agent(t, "u", perm("*", "*"))
+		var wantA, wantU []string
+		for i := range 30 {
+			agent := a
+			if i%3 == 0 {
+				agent = b
+			}
+			id := decide(t, e.k, agent.ID, "read", fmt.Sprintf("r:%d", i)).AuditID
+			if agent == a {
+				wantA = append([]string{id}, wantA...)
+			}
+			wantU = append([]string{id}, wantU...)
+			if i%7 == 0 {
+				e.clock.Advance(time.Second)
+			}
+		}
+		ids := func(f kavach.AuditFilter) []string {
+			var out []string
+			for _, x := range must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, f)) {
+				out = append(out, x.ID)
+			}
+			return out
+		}
+		if got := ids(kavach.AuditFilter{AgentID: a.ID}); !slices.Equal(got, wantA) {
+			t.Errorf("agent a:\n got  %v\n want %v", got, wantA)
+		}
+		if got := ids(kavach.AuditFilter{UserID: "u"}); !slices.Equal(got, wantU) {
+			t.Errorf("user u:\n got  %v\n want %v", got, wantU)
+		}
+		if got := ids(kavach.AuditFilter{UserID: "u", Limit: 5, Offset: 10}); !slices.Equal(got, wantU[10:15]) {
+			t.Errorf("user u, page 3 of 5:\n got  %v\n want %v", got, wantU[10:15])
+		}
+	})
 }

@@ -10,12 +10,13 @@ import (
 	"github.com/kavachdev/kavach/storage"
 )
 
-// AuditSink records audit rows. Append returns once the statement has been durably executed,
-// with its RowsAffected (a conditional insert may write nothing), or once it has been recorded
-// as an effect that the host promises to execute (the WebAssembly build returns its effects with
-// the operation's result and reports 1).
+// AuditSink records audit rows. Append takes the statements that record one row, which must be
+// executed together and in order; it returns once they have been durably executed, with the
+// RowsAffected of the first (a conditional insert may write nothing), or once they have been
+// recorded as effects that the host promises to execute (the WebAssembly build returns its
+// effects with the operation's result and reports 1).
 type AuditSink interface {
-	Append(ctx context.Context, s storage.Stmt) (rowsAffected int64, err error)
+	Append(ctx context.Context, stmts ...storage.Stmt) (rowsAffected int64, err error)
 }
 
 // groupCommit is the native AuditSink: concurrent appends share one batch, one transaction and
@@ -51,10 +52,10 @@ type groupCommit struct {
 const leadBudget = 2 * time.Millisecond
 
 type pending struct {
-	stmt storage.Stmt
-	n    int64
-	err  error
-	wake chan bool // receives false when done, true when made leader
+	stmts []storage.Stmt
+	n     int64
+	err   error
+	wake  chan bool // receives false when done, true when made leader
 }
 
 var pendingPool = sync.Pool{New: func() any { return &pending{wake: make(chan bool, 1)} }}
@@ -63,9 +64,9 @@ func newGroupCommit(db storage.DB) *groupCommit {
 	return &groupCommit{db: db, maxBatch: 256, timeout: 30 * time.Second}
 }
 
-func (g *groupCommit) Append(ctx context.Context, s storage.Stmt) (int64, error) {
+func (g *groupCommit) Append(ctx context.Context, stmts ...storage.Stmt) (int64, error) {
 	p := pendingPool.Get().(*pending)
-	p.stmt, p.n, p.err = s, 0, nil
+	p.stmts, p.n, p.err = stmts, 0, nil
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -86,7 +87,7 @@ func (g *groupCommit) Append(ctx context.Context, s storage.Stmt) (int64, error)
 		g.lead(ctx)
 	}
 	n, err := p.n, p.err
-	p.stmt = storage.Stmt{}
+	p.stmts = nil
 	pendingPool.Put(p)
 	return n, err
 }
@@ -153,13 +154,15 @@ func (g *groupCommit) commit(ctx context.Context, batch []*pending) {
 	defer cancel()
 	g.stmts = g.stmts[:0]
 	for _, p := range batch {
-		g.stmts = append(g.stmts, p.stmt)
+		g.stmts = append(g.stmts, p.stmts...)
 	}
 	res, err := g.db.Exec(ctx, g.stmts...)
 	clear(g.stmts)
 	if err == nil {
-		for i, p := range batch {
+		i := 0
+		for _, p := range batch {
 			p.n = res[i].RowsAffected
+			i += len(p.stmts)
 		}
 		return
 	}
@@ -169,7 +172,7 @@ func (g *groupCommit) commit(ctx context.Context, batch []*pending) {
 	}
 	// One bad row must not deny everyone in its batch: retry each row alone.
 	for _, p := range batch {
-		res, err := g.db.Exec(ctx, p.stmt)
+		res, err := g.db.Exec(ctx, p.stmts...)
 		if err != nil {
 			p.err = err
 		} else {

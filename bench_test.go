@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -202,7 +203,8 @@ func benchAuditQuery(b *testing.B, f *benchFixture) {
 	i := 0
 	for b.Loop() {
 		entries, err := f.k.Audit.Query(ctx, kavach.AuditFilter{AgentID: f.ids[i%1000], Limit: 100})
-		if err != nil || len(entries) != 100 {
+		if err != nil || len(entries) != 100 || entries[0].AgentID != f.ids[i%1000] || entries[99].AgentID != f.ids[i%1000] ||
+			!entries[0].Timestamp.After(entries[99].Timestamp) {
 			b.Fatalf("%d entries, %v", len(entries), err)
 		}
 		i += 7
@@ -218,12 +220,23 @@ func fillAudit(b *testing.B, f *benchFixture) {
 	var st storage.Stmt
 	switch f.k.DB().Dialect() {
 	case storage.SQLite:
+		// Each agent's rows are chained as the core chains them: row x follows row x - 1000.
 		st = storageStmt(`
 		WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < ?),
-		a(id, owner_id, n) AS (SELECT id, owner_id, row_number() OVER (ORDER BY id) - 1 FROM kavach_agents) `+cols+`
+		a(id, owner_id, n) AS (SELECT id, owner_id, row_number() OVER (ORDER BY id) - 1 FROM kavach_agents) `+
+			strings.Replace(cols, "timestamp) ", "timestamp, prev_id, prev_ts) ", 1)+`
 		SELECT printf('%012x-7000-8000-%012x', (? + c.x / 10) * 1000 + c.x % 10, c.x), a.id, a.owner_id, 'read', 'mcp:github:repos', '{}',
-		       CASE WHEN c.x % 7 = 0 THEN 'denied' ELSE 'allowed' END, NULL, 0, '127.0.0.1', 'bench', ? + c.x / 10
-		FROM c JOIN a ON a.n = c.x % 1000`, rows-1, base, base)
+		       CASE WHEN c.x % 7 = 0 THEN 'denied' ELSE 'allowed' END, NULL, 0, '127.0.0.1', 'bench', ? + c.x / 10,
+		       CASE WHEN c.x >= 1000 THEN printf('%012x-7000-8000-%012x', (? + (c.x - 1000) / 10) * 1000 + c.x % 10, c.x - 1000) END,
+		       CASE WHEN c.x >= 1000 THEN ? + (c.x - 1000) / 10 END
+		FROM c JOIN a ON a.n = c.x % 1000`, rows-1, base, base, base, base)
+		heads := storageStmt(`INSERT INTO kavach_audit_heads (agent_id, last_id, last_ts) SELECT agent_id, id, timestamp FROM (SELECT agent_id, id, timestamp,
+			ROW_NUMBER() OVER (PARTITION BY agent_id ORDER BY timestamp DESC, id DESC) AS n FROM kavach_audit_logs) WHERE n = 1`)
+		defer func() {
+			if _, err := f.k.DB().Exec(context.Background(), heads); err != nil {
+				b.Fatal(err)
+			}
+		}()
 	case storage.Postgres:
 		st = storageStmt(cols+`
 		SELECT lpad(to_hex((?::bigint + x / 10) * 1000 + x % 10), 12, '0') || '-7000-8000-' || lpad(to_hex(x), 12, '0'), a.id, a.owner_id, 'read', 'mcp:github:repos', '{}',

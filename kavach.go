@@ -50,9 +50,52 @@ func Schema() (*storage.Schema, error) {
 }
 
 // Migrations lists the upgrades for databases created by earlier versions. Version 1 is the
-// first schema; a database created fresh gets schema.sql directly.
+// first schema; a database created fresh gets schema.sql directly. A migration's statements are
+// written out in full, never rendered from schema.sql, which describes only the latest version.
 var Migrations = []storage.Migration{
 	{Version: 1, Name: "initial schema", Stmts: func(storage.Dialect) []string { return nil }},
+	{Version: 2, Name: "audit chains on SQLite; audit rows outlive agents and users", Stmts: migrateAuditChains},
+}
+
+// migrateAuditChains is migration 2. On the SQLite family it links the existing audit rows of
+// each agent into its chain, oldest first, and records each chain's head; the agent index goes.
+// (The old foreign keys of kavach_audit_logs stay there: SQLite cannot drop a constraint without
+// copying the table, and they hold for every row Kavach writes.) Postgres and MySQL gain the
+// columns, the heads table and the index by user, and lose the foreign keys.
+func migrateAuditChains(d storage.Dialect) []string {
+	switch d {
+	case storage.Postgres:
+		return []string{
+			"ALTER TABLE kavach_audit_logs ADD COLUMN IF NOT EXISTS prev_id TEXT",
+			"ALTER TABLE kavach_audit_logs ADD COLUMN IF NOT EXISTS prev_ts BIGINT",
+			"ALTER TABLE kavach_audit_logs DROP CONSTRAINT IF EXISTS kavach_audit_logs_agent_id_fkey",
+			"ALTER TABLE kavach_audit_logs DROP CONSTRAINT IF EXISTS kavach_audit_logs_user_id_fkey",
+			"CREATE INDEX IF NOT EXISTS kavach_audit_logs_user_time_idx ON kavach_audit_logs (user_id, timestamp, id)",
+			"CREATE TABLE IF NOT EXISTS kavach_audit_heads (agent_id TEXT NOT NULL PRIMARY KEY, last_id TEXT NOT NULL, last_ts BIGINT NOT NULL)",
+		}
+	case storage.MySQL:
+		// One ALTER TABLE, so that MySQL, which commits each DDL statement on its own, applies
+		// all of it or none. The foreign keys and the index InnoDB made for the one on user_id
+		// have the names MySQL and MariaDB give them.
+		return []string{
+			"CREATE TABLE IF NOT EXISTS kavach_audit_heads (agent_id VARCHAR(255) NOT NULL PRIMARY KEY, last_id LONGTEXT NOT NULL, last_ts BIGINT NOT NULL) " +
+				"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+			"ALTER TABLE kavach_audit_logs ADD COLUMN prev_id LONGTEXT, ADD COLUMN prev_ts BIGINT, " +
+				"DROP FOREIGN KEY kavach_audit_logs_ibfk_1, DROP FOREIGN KEY kavach_audit_logs_ibfk_2, DROP INDEX user_id, " +
+				"ADD INDEX kavach_audit_logs_user_time_idx (user_id, timestamp, id)",
+		}
+	}
+	return []string{
+		"ALTER TABLE kavach_audit_logs ADD COLUMN prev_id TEXT",
+		"ALTER TABLE kavach_audit_logs ADD COLUMN prev_ts INTEGER",
+		"CREATE TABLE IF NOT EXISTS kavach_audit_heads (agent_id TEXT NOT NULL PRIMARY KEY, last_id TEXT NOT NULL, last_ts INTEGER NOT NULL) WITHOUT ROWID",
+		"UPDATE kavach_audit_logs SET prev_id = l.prev_id, prev_ts = l.prev_ts FROM (SELECT id, " +
+			"LAG(id) OVER w AS prev_id, LAG(timestamp) OVER w AS prev_ts FROM kavach_audit_logs " +
+			"WINDOW w AS (PARTITION BY agent_id ORDER BY timestamp, id)) AS l WHERE l.id = kavach_audit_logs.id AND l.prev_id IS NOT NULL",
+		"INSERT INTO kavach_audit_heads (agent_id, last_id, last_ts) SELECT agent_id, id, timestamp FROM (SELECT agent_id, id, timestamp, " +
+			"ROW_NUMBER() OVER (PARTITION BY agent_id ORDER BY timestamp DESC, id DESC) AS n FROM kavach_audit_logs) AS l WHERE n = 1",
+		"DROP INDEX IF EXISTS kavach_audit_logs_agent_time_idx",
+	}
 }
 
 // Config configures a Kavach instance. The zero value of every field is a sane default.

@@ -104,10 +104,23 @@ CREATE INDEX IF NOT EXISTS kavach_delegation_chains_from_idx ON kavach_delegatio
 
 -- Clustered on the time-ordered id: appends land on the last page, and id order within one
 -- second is commit order within a node.
+--
+-- The rows of one agent are read in two ways, depending on the storage engine. Postgres and MySQL
+-- log row changes, so an index led by agent_id costs each insert a few bytes there. SQLite and
+-- libSQL log whole pages: with a thousand agents deciding at once, every row lands on its own
+-- page of such an index and each commit rewrites one 4 KiB page per row, which made it four
+-- times the cost of the row itself. There each agent's rows form a chain instead: a row names
+-- the agent's previous row (prev_id), and kavach_audit_heads names the newest, so an agent's
+-- trail is read newest first by following the links (audit.go). prev_ts is the chain time of
+-- the previous row: a chain row's chain time is the larger of its timestamp and prev_ts, so it
+-- never decreases along a chain even when decisions are recorded out of order, and a reader
+-- looking for entries since some time stops at the first link older than that.
+--
+-- Audit rows do not reference agents or users: the trail must outlive what it records.
 CREATE TABLE IF NOT EXISTS kavach_audit_logs (
   id TEXT NOT NULL PRIMARY KEY,
-  agent_id TEXT NOT NULL REFERENCES kavach_agents (id),
-  user_id TEXT NOT NULL REFERENCES kavach_users (id),
+  agent_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
   action TEXT NOT NULL,
   resource TEXT NOT NULL,
   parameters TEXT,
@@ -119,10 +132,24 @@ CREATE TABLE IF NOT EXISTS kavach_audit_logs (
   user_agent TEXT,
   timestamp INTEGER NOT NULL,
   -- kavach: the agent's tenant at decision time.
-  tenant_id TEXT
+  tenant_id TEXT,
+  -- kavach: the chain links (SQLite and libSQL only; NULL on Postgres and MySQL).
+  prev_id TEXT,
+  prev_ts INTEGER
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS kavach_audit_logs_agent_time_idx ON kavach_audit_logs (agent_id, timestamp, id);
 CREATE INDEX IF NOT EXISTS kavach_audit_logs_time_idx ON kavach_audit_logs (timestamp, id);
+--@dialects postgres mysql
+CREATE INDEX IF NOT EXISTS kavach_audit_logs_agent_time_idx ON kavach_audit_logs (agent_id, timestamp, id);
+--@dialects postgres mysql
+CREATE INDEX IF NOT EXISTS kavach_audit_logs_user_time_idx ON kavach_audit_logs (user_id, timestamp, id);
+
+-- kavach: the newest audit row of each agent and its chain time (SQLite and libSQL only; see
+-- kavach_audit_logs). Small rows, so a commit touches few pages of it.
+CREATE TABLE IF NOT EXISTS kavach_audit_heads (
+  agent_id TEXT NOT NULL PRIMARY KEY,
+  last_id TEXT NOT NULL,
+  last_ts INTEGER NOT NULL
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS kavach_rate_limits (
   id TEXT NOT NULL PRIMARY KEY,

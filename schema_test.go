@@ -14,7 +14,7 @@ import (
 func TestNewCreatesTheSchemaWithWALAndForeignKeys(t *testing.T) {
 	e := newEnv(t)
 	rows := must[[]storageResult](t)(execRows(e, "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'kavach_%' ORDER BY name"))
-	if len(rows) != 18 { // the 16 reference tables, kavach_api_keys and kavach_schema_version
+	if len(rows) != 19 { // the 16 reference tables, kavach_audit_heads, kavach_api_keys and kavach_schema_version
 		t.Errorf("%d tables: %v", len(rows), rows)
 	}
 	if mode := must[[]storageResult](t)(execRows(e, "PRAGMA journal_mode")); mode[0][0] != "wal" {
@@ -65,7 +65,7 @@ func TestSkipMigrationsVerifiesAndNamesWhatIsMissing(t *testing.T) {
 	skip := kavach.Config{Database: kavach.Database{URL: path, SkipMigrations: true}}
 	_, err := kavach.New(ctx, skip)
 	var se *storage.SchemaError
-	if !errors.As(err, &se) || len(se.MissingTables) != 18 || !strings.Contains(err.Error(), "kavach_agents") || !strings.Contains(err.Error(), "kavach migrate") {
+	if !errors.As(err, &se) || len(se.MissingTables) != 19 || !strings.Contains(err.Error(), "kavach_agents") || !strings.Contains(err.Error(), "kavach migrate") {
 		t.Fatalf("empty database: %v", err)
 	}
 	k := must[*kavach.Kavach](t)(kavach.New(ctx, kavach.Config{Database: kavach.Database{URL: path}}))

@@ -381,8 +381,8 @@ func (f *factsDB) Exec(_ context.Context, stmts ...storage.Stmt) ([]storage.Resu
 // answering.
 type effects struct{ stmts []storage.Stmt }
 
-func (e *effects) Append(_ context.Context, s storage.Stmt) (int64, error) {
-	e.stmts = append(e.stmts, s)
+func (e *effects) Append(_ context.Context, s ...storage.Stmt) (int64, error) {
+	e.stmts = append(e.stmts, s...)
 	return 1, nil
 }
 

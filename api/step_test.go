@@ -115,7 +115,8 @@ func TestStepAuthorizeTakesOneRoundAndAuditsAsAnEffect(t *testing.T) {
 		if out.Status != "done" || rounds != c.rounds || !strings.Contains(string(out.Result), c.want) {
 			t.Errorf("%s %v: %s after %d rounds: %s", c.op, c.input, out.Status, rounds, out.Result)
 		}
-		if len(out.Effects) != 1 || !strings.HasPrefix(out.Effects[0].SQL, "INSERT INTO kavach_audit_logs") {
+		// The audit row and, on SQLite, the move of its agent's chain head.
+		if len(out.Effects) != 2 || !strings.Contains(out.Effects[0].SQL, "INTO kavach_audit_logs") || !strings.Contains(out.Effects[1].SQL, "INTO kavach_audit_heads") {
 			t.Errorf("effects %+v", out.Effects)
 		}
 	}

@@ -43,6 +43,14 @@ type Index struct {
 	Table   string
 	Columns []string
 	Unique  bool
+	// Dialects, when not empty, are the only dialects that have the index. schema.sql marks such
+	// an index with a directive comment on the line before it: --@dialects postgres mysql
+	Dialects []Dialect
+}
+
+// In reports whether dialect d has the index.
+func (ix *Index) In(d Dialect) bool {
+	return len(ix.Dialects) == 0 || slices.Contains(ix.Dialects, d)
 }
 
 // Table returns the table named name, or nil.
@@ -67,8 +75,8 @@ func (t *Table) ColumnNames() []string {
 // ParseSchema parses the subset of SQL that schema.sql is written in: CREATE TABLE IF NOT EXISTS
 // with column-level constraints (NOT NULL, PRIMARY KEY, UNIQUE, DEFAULT literal, REFERENCES
 // t (c) [ON DELETE action]) and an optional WITHOUT ROWID, and CREATE [UNIQUE] INDEX IF NOT
-// EXISTS. Anything else is an error naming the statement, so the file cannot drift into SQL the
-// renderers do not understand.
+// EXISTS, optionally preceded by a --@dialects directive. Anything else is an error naming the
+// statement, so the file cannot drift into SQL the renderers do not understand.
 func ParseSchema(src string) (*Schema, error) {
 	toks, err := tokenize(src)
 	if err != nil {
@@ -172,7 +180,33 @@ func (p *parser) excerpt(start int) string {
 	return strings.Join(p.toks[start:end], " ")
 }
 
+const dialectsDirective = "--@dialects"
+
 func (p *parser) statement(s *Schema) error {
+	var dialects []Dialect
+	if d := p.peek(); strings.HasPrefix(d, "--@") {
+		p.next()
+		words := strings.Fields(d)
+		if words[0] != dialectsDirective || len(words) == 1 {
+			return fmt.Errorf("unknown directive %q (known: %s followed by dialect names)", d, dialectsDirective)
+		}
+		for _, w := range words[1:] {
+			dl, err := ParseDialect(w)
+			if err != nil {
+				return err
+			}
+			dialects = append(dialects, dl)
+		}
+		indexes := len(s.Indexes)
+		if err := p.statement(s); err != nil {
+			return err
+		}
+		if len(s.Indexes) == indexes {
+			return fmt.Errorf("%s may only precede CREATE INDEX: every dialect has every table", dialectsDirective)
+		}
+		s.Indexes[indexes].Dialects = dialects
+		return nil
+	}
 	switch {
 	case p.accept("CREATE", "TABLE", "IF", "NOT", "EXISTS"):
 		t, err := p.table()
@@ -331,9 +365,14 @@ func tokenize(src string) ([]string, error) {
 		c := src[i]
 		switch {
 		case c == '-' && i+1 < len(src) && src[i+1] == '-':
-			for i < len(src) && src[i] != '\n' {
-				i++
+			j := i
+			for j < len(src) && src[j] != '\n' {
+				j++
 			}
+			if strings.HasPrefix(src[i:], "--@") {
+				toks = append(toks, strings.TrimSpace(src[i:j])) // a directive for the next statement
+			}
+			i = j
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
 		case c == '(' || c == ')' || c == ',' || c == ';':
@@ -370,7 +409,9 @@ func (s *Schema) DDL(d Dialect) []string {
 	}
 	if d != MySQL { // MySQL gets its indexes inside CREATE TABLE (it has no CREATE INDEX IF NOT EXISTS)
 		for _, ix := range s.Indexes {
-			out = append(out, createIndex(ix))
+			if ix.In(d) {
+				out = append(out, createIndex(ix))
+			}
 		}
 	}
 	return out
@@ -423,7 +464,7 @@ func (s *Schema) createTable(d Dialect, t *Table) string {
 			}
 		}
 		for _, ix := range s.Indexes {
-			if ix.Table != t.Name {
+			if ix.Table != t.Name || !ix.In(d) {
 				continue
 			}
 			kind := "INDEX "
@@ -467,7 +508,7 @@ func (s *Schema) ColumnType(d Dialect, t *Table, c *Column) string {
 			return "LONGBLOB"
 		}
 		// MySQL cannot index or default a TEXT column: keyed and defaulted text is VARCHAR.
-		if s.keyed(t, c) || c.Default != "" {
+		if s.keyed(d, t, c) || c.Default != "" {
 			return "VARCHAR(255)"
 		}
 		return "LONGTEXT"
@@ -475,13 +516,14 @@ func (s *Schema) ColumnType(d Dialect, t *Table, c *Column) string {
 	return c.Type
 }
 
-// keyed reports whether c takes part in a key or index, or is the target of a reference.
-func (s *Schema) keyed(t *Table, c *Column) bool {
+// keyed reports whether c takes part in a key or an index of dialect d, or is the target of a
+// reference.
+func (s *Schema) keyed(d Dialect, t *Table, c *Column) bool {
 	if c.PrimaryKey || c.Unique || c.Ref != nil {
 		return true
 	}
 	for _, ix := range s.Indexes {
-		if ix.Table == t.Name && slices.Contains(ix.Columns, c.Name) {
+		if ix.Table == t.Name && ix.In(d) && slices.Contains(ix.Columns, c.Name) {
 			return true
 		}
 	}

@@ -305,7 +305,8 @@ export class Kavach {
         kind = classify(e);
       }
       // The batch is one transaction and its rows have unique ids: a duplicate after an attempt
-      // that failed in transit means that attempt committed.
+      // that failed in transit means that attempt committed. (The module's audit rows are
+      // inserted OR IGNORE, so repeating them is a no-op anyway.)
       if (unknownOutcome && kind === 'unique') return;
       if (kind === 'unavailable') unknownOutcome = true;
       if (kind !== 'unavailable' || attempt >= this.effectRetryMs.length) {

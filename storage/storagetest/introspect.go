@@ -48,6 +48,9 @@ func expectedShapes(s *storage.Schema, d storage.Dialect) map[string]*tableShape
 		out[t.Name] = sh
 	}
 	for _, ix := range s.Indexes {
+		if !ix.In(d) {
+			continue
+		}
 		sh := out[ix.Table]
 		cols := strings.Join(ix.Columns, ",")
 		sh.indexes[ix.Name] = indexDesc(cols, ix.Unique)

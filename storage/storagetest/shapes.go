@@ -120,6 +120,50 @@ func testCoreShapes(t *testing.T, b Backend) {
 		}
 	})
 
+	if d == storage.SQLite {
+		t.Run("ChainedAuditInsertAndWalk", func(t *testing.T) {
+			// authorize.go auditStmts on the SQLite family: the row links to its agent's chain
+			// head, and the head moves only if the row went in (changes() of the insert).
+			ins := "INSERT OR IGNORE INTO kavach_audit_logs (id, agent_id, user_id, tenant_id, action, resource, parameters, result, reason, duration_ms, ip, user_agent, timestamp, prev_id, prev_ts) " +
+				"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, h.last_id, h.last_ts FROM kavach_agents a LEFT JOIN kavach_audit_heads h ON h.agent_id = a.id WHERE a.id = ? AND a.version = ?"
+			head := "INSERT INTO kavach_audit_heads (agent_id, last_id, last_ts) SELECT ?, ?, ? WHERE changes() > 0 " +
+				"ON CONFLICT (agent_id) DO UPDATE SET last_id = excluded.last_id, last_ts = MAX(excluded.last_ts, kavach_audit_heads.last_ts)"
+			record := func(id string, version, ts int64) []storage.Result {
+				return exec(t, db,
+					stmt(ins, id, "a-1", userID, nil, "read", "r", "{}", "allowed", nil, int64(0), nil, nil, ts, "a-1", version),
+					stmt(head, "a-1", id, ts))
+			}
+			// c-1 at 300, c-2 at 200 (recorded late), c-3 refused (stale version), c-4 at 250.
+			for _, c := range []struct {
+				id          string
+				version, ts int64
+				want        int64
+			}{{"c-1", 1, 300, 1}, {"c-2", 1, 200, 1}, {"c-3", 7, 400, 0}, {"c-4", 1, 250, 1}} {
+				if r := record(c.id, c.version, c.ts); r[0].RowsAffected != c.want || r[1].RowsAffected != c.want {
+					t.Errorf("%s: RowsAffected %d and %d, want %d", c.id, r[0].RowsAffected, r[1].RowsAffected, c.want)
+				}
+			}
+			res := exec(t, db,
+				stmt("SELECT last_id, last_ts FROM kavach_audit_heads WHERE agent_id = ?", "a-1"),
+				stmt("SELECT id, prev_id, prev_ts FROM kavach_audit_logs WHERE id IN ('c-1', 'c-2', 'c-3', 'c-4') ORDER BY id"),
+				// audit.go chainStmt: the walk from the head, not past a link older than 260.
+				stmt("WITH RECURSIVE chain AS (SELECT l.*, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) AS chain_ts FROM kavach_audit_heads AS h "+
+					"CROSS JOIN kavach_audit_logs AS l ON l.id = h.last_id WHERE h.agent_id = ? UNION ALL "+
+					"SELECT l.*, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) FROM chain CROSS JOIN kavach_audit_logs AS l ON l.id = chain.prev_id WHERE chain.prev_ts >= ?) "+
+					"SELECT id, timestamp, chain_ts FROM chain WHERE timestamp >= ? LIMIT ?", "a-1", int64(260), int64(260), int64(10)),
+			)
+			if got := fmt.Sprint(res[0].Rows); got != "[[c-4 300]]" {
+				t.Errorf("head %s, want [[c-4 300]] (chain time never decreases)", got)
+			}
+			if got := fmt.Sprint(res[1].Rows); got != "[[c-1 <nil> <nil>] [c-2 c-1 300] [c-4 c-2 300]]" {
+				t.Errorf("links %s", got)
+			}
+			if got := fmt.Sprint(res[2].Rows); got != "[[c-1 300 300]]" {
+				t.Errorf("walk since 260: %s, want [[c-1 300 300]]", got)
+			}
+		})
+	}
+
 	t.Run("ListWithDerivedTablePage", func(t *testing.T) {
 		// agent.go List: a page of agents, and the permissions of exactly that page through a
 		// derived table with LIMIT/OFFSET.
