@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/kavachdev/kavach"
 	"github.com/kavachdev/kavach/storage"
@@ -209,18 +210,6 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func toWire(stmts []storage.Stmt) []WireStmt {
-	out := make([]WireStmt, len(stmts))
-	for i, s := range stmts {
-		args := make([]Value, len(s.Args))
-		for j, a := range s.Args {
-			args[j] = Value{a}
-		}
-		out[i] = WireStmt{SQL: s.SQL, Args: args}
-	}
-	return out
-}
-
 // FromWire converts statements received from the protocol, for hosts that execute them with a
 // storage.DB.
 func FromWire(ws []WireStmt) []storage.Stmt {
@@ -281,40 +270,73 @@ func NewFact(key string, res []storage.Result, err error) Fact {
 // FNV-1a hash of the statements' text and typed arguments (not a security measure: the host
 // executing the statements is trusted anyway).
 func BatchKey(stmts []WireStmt) string {
-	h := uint64(14695981039346656037)
-	add := func(b []byte) {
-		for _, c := range b {
-			h ^= uint64(c)
-			h *= 1099511628211
-		}
-	}
-	var buf [32]byte
+	h := newBatchHash()
 	for _, s := range stmts {
-		add([]byte(s.SQL))
-		for _, a := range s.Args {
-			switch x := a.V.(type) {
-			case nil:
-				add([]byte{0})
-			case string:
-				add([]byte{1})
-				add([]byte(x))
-			case int64:
-				add(strconv.AppendInt(append(buf[:0], 2), x, 10))
-			case int:
-				add(strconv.AppendInt(append(buf[:0], 2), int64(x), 10))
-			case float64:
-				add(strconv.AppendFloat(append(buf[:0], 3), x, 'g', -1, 64))
-			case []byte:
-				add([]byte{4})
-				add(x)
-			case bool:
-				add([]byte{5, map[bool]byte{false: 0, true: 1}[x]})
-			}
-			add([]byte{0xff})
-		}
-		add([]byte{0xfe})
+		h.stmt(s.SQL, valuesAsAny(s.Args))
 	}
-	return strconv.FormatUint(h, 16)
+	return string(h.appendKey(nil))
+}
+
+// batchHash computes BatchKey; the core's statements are hashed as they are, without being
+// converted to WireStmts first.
+type batchHash uint64
+
+func newBatchHash() batchHash { return 14695981039346656037 }
+
+func hashBytes[T string | []byte](h batchHash, b T) batchHash {
+	for i := 0; i < len(b); i++ {
+		h ^= batchHash(b[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+func (h *batchHash) stmt(sql string, args []any) {
+	x := hashBytes(*h, sql)
+	var buf [32]byte
+	for _, a := range args {
+		switch v := a.(type) {
+		case nil:
+			x = hashBytes(x, []byte{0})
+		case string:
+			x = hashBytes(hashBytes(x, []byte{1}), v)
+		case int64:
+			x = hashBytes(x, strconv.AppendInt(append(buf[:0], 2), v, 10))
+		case int:
+			x = hashBytes(x, strconv.AppendInt(append(buf[:0], 2), int64(v), 10))
+		case float64:
+			x = hashBytes(x, strconv.AppendFloat(append(buf[:0], 3), v, 'g', -1, 64))
+		case []byte:
+			x = hashBytes(hashBytes(x, []byte{4}), v)
+		case bool:
+			b := byte(0)
+			if v {
+				b = 1
+			}
+			x = hashBytes(x, []byte{5, b})
+		}
+		x = hashBytes(x, []byte{0xff})
+	}
+	*h = hashBytes(x, []byte{0xfe})
+}
+
+func (h batchHash) appendKey(b []byte) []byte { return strconv.AppendUint(b, uint64(h), 16) }
+
+// batchKey is BatchKey of the statements as the core made them.
+func batchKey(stmts []storage.Stmt, buf []byte) []byte {
+	h := newBatchHash()
+	for _, s := range stmts {
+		h.stmt(s.SQL, s.Args)
+	}
+	return h.appendKey(buf)
+}
+
+// Value is laid out exactly as an interface value (a struct with one field of type any), so
+// slices of Values are read as slices of interface values without copying them.
+var _ = [1]struct{}{}[unsafe.Sizeof(Value{})-unsafe.Sizeof(any(nil))]
+
+func valuesAsAny(vs []Value) []any {
+	return unsafe.Slice((*any)(unsafe.Pointer(unsafe.SliceData(vs))), len(vs))
 }
 
 // errNeed ends a run at the first batch the facts do not answer. It is classified as
@@ -327,7 +349,8 @@ type factsDB struct {
 	dialect  storage.Dialect
 	facts    []Fact
 	next     int
-	need     []WireStmt
+	needed   bool // need holds the first batch the facts did not answer
+	need     []storage.Stmt
 	needKey  string
 	mismatch error
 }
@@ -336,18 +359,18 @@ func (f *factsDB) Dialect() storage.Dialect { return f.dialect }
 func (f *factsDB) Close() error             { return nil }
 
 func (f *factsDB) Exec(_ context.Context, stmts ...storage.Stmt) ([]storage.Result, error) {
-	if f.need != nil || f.mismatch != nil {
+	if f.needed || f.mismatch != nil {
 		return nil, errNeed
 	}
-	wire := toWire(stmts)
-	key := BatchKey(wire)
+	var buf [16]byte
+	key := batchKey(stmts, buf[:0])
 	if f.next >= len(f.facts) {
-		f.need, f.needKey = wire, key
+		f.needed, f.need, f.needKey = true, stmts, string(key)
 		return nil, errNeed
 	}
 	fact := f.facts[f.next]
 	f.next++
-	if fact.Key != key {
+	if fact.Key != string(key) {
 		f.mismatch = fmt.Errorf("fact %d has key %s but the operation asked for batch %s: facts must come from this operation's own needs, replayed with the same input, now and seed", f.next-1, fact.Key, key)
 		return nil, errNeed
 	}
@@ -364,13 +387,11 @@ func (f *factsDB) Exec(_ context.Context, stmts ...storage.Stmt) ([]storage.Resu
 	for i, r := range fact.Results {
 		out[i] = storage.Result{Columns: r.Columns, RowsAffected: r.RowsAffected}
 		if r.Columns != nil {
-			out[i].Rows = make([][]any, len(r.Rows))
-			for j, row := range r.Rows {
-				vs := make([]any, len(row))
-				for c, v := range row {
-					vs[c] = v.V
-				}
-				out[i].Rows[j] = vs
+			// The rows are handed over as they are (a fact is used once), read as the [][]any
+			// they are laid out as.
+			out[i].Rows = [][]any{}
+			if r.Rows != nil {
+				out[i].Rows = *(*[][]any)(unsafe.Pointer(&r.Rows))
 			}
 		}
 	}
@@ -442,21 +463,37 @@ var discardLog nopLogger
 //
 // Operations: "handle" (an HTTP request through the API), "authorize" and "authorizeToken" (the
 // hot paths, without HTTP), "migrate" (create or upgrade the schema) and "verify" (check it).
-func Step(ctx context.Context, envelope []byte) (out []byte) {
+func Step(ctx context.Context, envelope []byte) []byte {
+	if len(envelope) == 0 || envelope[0] != '{' {
+		return stepError("UNSUPPORTED_CODEC", "the first byte of an envelope names its codec; only '{' (JSON) is supported")
+	}
+	return step(ctx, bytes.Clone(envelope))
+}
+
+// StepInPlace is Step for a caller that hands the envelope over, as the WebAssembly module does
+// with the buffer the host wrote it into: the step may write to it and refer to it, so the
+// caller must not use it again. It saves copying the envelope.
+func StepInPlace(ctx context.Context, envelope []byte) []byte {
+	if len(envelope) == 0 || envelope[0] != '{' {
+		return stepError("UNSUPPORTED_CODEC", "the first byte of an envelope names its codec; only '{' (JSON) is supported")
+	}
+	return step(ctx, envelope)
+}
+
+// step runs a step on an envelope it owns.
+func step(ctx context.Context, envelope []byte) (out []byte) {
 	defer func() {
 		if p := recover(); p != nil {
 			out = stepError("INTERNAL_ERROR", fmt.Sprintf("step panicked: %v", p))
 		}
 	}()
-	if len(envelope) == 0 || envelope[0] != '{' {
-		return stepError("UNSUPPORTED_CODEC", "the first byte of an envelope names its codec; only '{' (JSON) is supported")
-	}
-	in, err := decodeEnvelope(envelope)
+	d := &decoding{}
+	in, err := decodeEnvelope(envelope, d)
 	if err != nil {
 		return stepError("BAD_ENVELOPE", "envelope: "+err.Error())
 	}
-	seed, err := base64.StdEncoding.DecodeString(in.Seed)
-	if err != nil || len(seed) != 32 {
+	st := &d.step
+	if !decodeSeed(&st.seed, in.Seed) {
 		return stepError("BAD_ENVELOPE", "seed must be 32 bytes in base64")
 	}
 	if in.Now <= 0 {
@@ -468,13 +505,14 @@ func Step(ctx context.Context, envelope []byte) (out []byte) {
 			return stepError("BAD_ENVELOPE", err.Error())
 		}
 	}
-	db := &factsDB{dialect: dialect, facts: in.Facts}
-	sink := &effects{}
-	now := time.UnixMilli(in.Now).UTC()
+	db, sink := &st.db, &st.sink
+	*db = factsDB{dialect: dialect, facts: in.Facts}
+	st.now = time.UnixMilli(in.Now).UTC()
+	st.rng.Seed(st.seed)
 	k, err := kavach.New(ctx, kavach.Config{
 		DB: db, Audit: sink, NoCache: true, NoSchemaCheck: true, Logger: discardLog,
-		Clock:   func() time.Time { return now },
-		Entropy: rand.NewChaCha8([32]byte(seed)),
+		Clock:   st.clock,
+		Entropy: &st.rng,
 		Agents: kavach.AgentsConfig{MaxPerUser: in.Config.Agents.MaxPerUser, TokenExpiry: in.Config.Agents.TokenExpiry,
 			RequireExistingOwners: in.Config.Agents.RequireExistingOwners},
 	})
@@ -485,13 +523,44 @@ func Step(ctx context.Context, envelope []byte) (out []byte) {
 	switch {
 	case db.mismatch != nil:
 		return stepError("FACTS_MISMATCH", db.mismatch.Error())
-	case db.need != nil:
-		return marshalStep(&StepOutput{Status: "need", Key: db.needKey, Stmts: db.need, ReadOnly: readOnly(db.need)})
+	case db.needed:
+		return appendOutput(make([]byte, 0, 64+stmtsSize(db.need)), &StepOutput{Status: "need", Key: db.needKey, ReadOnly: readOnly(db.need)}, db.need, nil)
 	case err != nil:
 		ke := kavach.AsError(err)
 		return stepError(string(ke.Code), ke.Message)
 	}
-	return marshalStep(&StepOutput{Status: "done", Result: result, Effects: toWire(sink.stmts)})
+	return appendOutput(make([]byte, 0, 64+len(result)+stmtsSize(sink.stmts)), &StepOutput{Status: "done", Result: result}, nil, sink.stmts)
+}
+
+// stepState is what one step allocates for the core, in one piece.
+type stepState struct {
+	db   factsDB
+	sink effects
+	rng  rand.ChaCha8
+	seed [32]byte
+	now  time.Time
+}
+
+func (st *stepState) clock() time.Time { return st.now }
+
+// decodeSeed decodes a step's seed as base64.StdEncoding.DecodeString does, without allocating
+// for a seed of the usual length, and reports whether it is 32 bytes.
+func decodeSeed(dst *[32]byte, s string) bool {
+	var b []byte
+	if len(s) <= 44 {
+		var buf [33]byte // base64.StdEncoding.DecodedLen(44); Decode only reads its source
+		n, err := base64.StdEncoding.Decode(buf[:], unsafe.Slice(unsafe.StringData(s), len(s)))
+		if err != nil {
+			return false
+		}
+		b = buf[:n]
+	} else {
+		var err error
+		if b, err = base64.StdEncoding.DecodeString(s); err != nil {
+			return false
+		}
+	}
+	return copy(dst[:], b) == 32 && len(b) == 32
 }
 
 func runOp(ctx context.Context, k *kavach.Kavach, in *StepInput) (json.RawMessage, error) {
@@ -540,13 +609,12 @@ func runOp(ctx context.Context, k *kavach.Kavach, in *StepInput) (json.RawMessag
 		}
 		return marshal(&ho)
 	case "authorize", "authorizeToken":
-		var ai authorizeInput
-		if err := json.Unmarshal(in.Input, &ai); err != nil {
+		ai, err := decodeAuthorizeInput(in.Input)
+		if err != nil {
 			return nil, badInput(err)
 		}
 		req := kavach.Request{Action: ai.Action, Resource: ai.Resource, Arguments: ai.Arguments, IP: ai.IP, UserAgent: ai.UserAgent}
 		var d kavach.Decision
-		var err error
 		if in.Op == "authorize" {
 			d, err = k.Authorize(ctx, ai.AgentID, req)
 		} else {
@@ -555,7 +623,7 @@ func runOp(ctx context.Context, k *kavach.Kavach, in *StepInput) (json.RawMessag
 		if err != nil {
 			return nil, err
 		}
-		return appendDecision(nil, &d), nil
+		return appendDecision(make([]byte, 0, 160+len(d.Reason)), &d), nil
 	case "migrate", "verify":
 		s, err := kavach.Schema()
 		if err != nil {
@@ -582,17 +650,15 @@ func badInput(err error) error {
 	return &kavach.Error{Code: kavach.CodeValidation, Message: "input: " + err.Error()}
 }
 
-func readOnly(stmts []WireStmt) bool {
+func readOnly(stmts []storage.Stmt) bool {
 	for _, s := range stmts {
-		if !strings.HasPrefix(strings.ToUpper(strings.TrimSpace(s.SQL)), "SELECT") {
+		if q := strings.TrimSpace(s.SQL); len(q) < 6 || !strings.EqualFold(q[:6], "SELECT") {
 			return false
 		}
 	}
 	return true
 }
 
-func marshalStep(o *StepOutput) []byte { return appendOutput(make([]byte, 0, 512), o) }
-
 func stepError(code, msg string) []byte {
-	return appendOutput(nil, &StepOutput{Status: "error", Error: &StepError{Code: code, Message: msg}})
+	return appendOutput(nil, &StepOutput{Status: "error", Error: &StepError{Code: code, Message: msg}}, nil, nil)
 }

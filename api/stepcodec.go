@@ -1,8 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,14 +12,15 @@ import (
 	"unsafe"
 
 	"github.com/kavachdev/kavach/internal/jsonw"
+	"github.com/kavachdev/kavach/storage"
 )
 
 // The envelope has a fixed shape, so it is read and written by hand here rather than with
 // encoding/json. Inside WebAssembly, reflection and the many small allocations of encoding/json
 // cost 10 to 30 times what they cost natively (measured in wazero: a generic decode of an
-// authorize envelope took 120 us against 12 us natively), while plain loops cost about 3 times:
-// the hand-written codec is what keeps a step within a few times the native cost. The free-form
-// parts (an operation's input, its result) still use encoding/json.
+// authorize envelope took 120 us against 12 us natively); plain Go code costs 5 to 8 times, an
+// allocation 10 times or more. The free-form parts (an operation's input, its result) use
+// encoding/json, except the input of the authorize operations (decodeAuthorizeInput).
 
 // decodeEnvelope parses a JSON step envelope. Unknown fields are skipped.
 //
@@ -27,12 +28,18 @@ import (
 // reads as straight-line loops without callbacks (closures passed around would each be an
 // allocation per element).
 //
-// Strings without escapes are not copied one by one: the envelope is copied once, and they point
-// into that copy, which nothing writes to. An authorize step has some forty strings, and in the
-// WebAssembly build every allocation is dear.
-func decodeEnvelope(b []byte) (*StepInput, error) {
-	r := &jreader{b: bytes.Clone(b)}
-	in := &StepInput{}
+// Inside WebAssembly every allocation is dear (an authorize step has some forty strings and
+// thirty database values), so the envelope is decoded with as few allocations as its shape
+// allows. b belongs to the decoder (Step passes a copy of its envelope, StepInPlace the envelope
+// itself): strings point into it (a string with escapes is unescaped in place, where it was), and
+// values, rows, columns and boxed strings and integers are carved from slabs (see
+// jreader.boxString) that start in d.
+func decodeEnvelope(b []byte, d *decoding) (*StepInput, error) {
+	d.r = jreader{b: b, inPlace: true}
+	r, in := &d.r, &d.in
+	// The slabs start in d; a larger envelope grows them (append).
+	r.strs, r.vals, r.rows, r.ints, r.results = d.strs[:0], d.vals[:0], d.rows[:0], d.ints[:0], d.results[:0]
+	in.Facts = d.facts[:0]
 	for first := true; r.field('{', &first); {
 		switch string(r.key()) {
 		case "op":
@@ -63,12 +70,138 @@ func decodeEnvelope(b []byte) (*StepInput, error) {
 	return in, r.err
 }
 
+// decodeAuthorizeInput reads the input of the authorize operations exactly as json.Unmarshal
+// into an authorizeInput does (which costs some 10 us in WebAssembly, against 1 us for this):
+// the usual input, an object of the known string fields and an optional arguments object, is read
+// here, and anything else (another field, which encoding/json would match case-insensitively, a
+// repeated field, a value of another type, invalid UTF-8, invalid JSON) goes to encoding/json,
+// so that the result and every error stay the same.
+func decodeAuthorizeInput(raw []byte) (authorizeInput, error) {
+	var ai authorizeInput
+	if ok := ai.read(raw); ok {
+		return ai, nil
+	}
+	ai = authorizeInput{}
+	err := json.Unmarshal(raw, &ai)
+	return ai, err
+}
+
+func (ai *authorizeInput) read(raw []byte) bool {
+	r := &jreader{b: raw}
+	if r.peek() != '{' {
+		return false
+	}
+	var seen uint8
+	for first := true; r.field('{', &first); {
+		var f *string
+		var bit uint8
+		switch string(r.key()) {
+		case "agentId":
+			f, bit = &ai.AgentID, 1
+		case "token":
+			f, bit = &ai.Token, 2
+		case "action":
+			f, bit = &ai.Action, 4
+		case "resource":
+			f, bit = &ai.Resource, 8
+		case "ip":
+			f, bit = &ai.IP, 16
+		case "userAgent":
+			f, bit = &ai.UserAgent, 32
+		case "arguments":
+			bit = 64
+		default:
+			return false
+		}
+		if seen&bit != 0 || r.err != nil {
+			return false
+		}
+		seen |= bit
+		switch {
+		case r.literal("null"):
+		case f != nil:
+			if r.peek() != '"' {
+				return false
+			}
+			if *f = r.str(); !utf8.ValidString(*f) {
+				return false
+			}
+		default:
+			if r.peek() != '{' {
+				return false
+			}
+			if err := json.Unmarshal(r.skip(), &ai.Arguments); err != nil || r.err != nil {
+				return false
+			}
+		}
+	}
+	r.ws()
+	return r.err == nil && r.i == len(r.b)
+}
+
+// decoding holds what a step needs to decode its envelope and to run, in one allocation sized
+// for an authorize step: in the WebAssembly build each allocation costs some 0.2 to 0.5 us.
+type decoding struct {
+	_       [0]func() // not comparable: no equality code for the arrays below
+	step    stepState
+	in      StepInput
+	r       jreader
+	facts   [2]Fact
+	results [4]FactResult
+	rows    [12][]Value
+	vals    [48]Value
+	strs    [48]string
+	ints    [8]int64
+}
+
 // jreader reads JSON from b. After the first error, err is set and every method does nothing.
 type jreader struct {
 	b     []byte
 	i     int
 	err   error
 	depth int // of the values skip is inside
+	// inPlace: b belongs to the reader, so escaped strings are unescaped where they are instead
+	// of into new memory. Raw values (skip's result) never contain unescaped strings.
+	inPlace bool
+
+	// Append-only slabs that values, rows and columns are carved from. A full slab is replaced
+	// by a larger one (append); what was carved from the old one keeps it alive and unchanged.
+	strs    []string
+	ints    []int64
+	vals    []Value
+	rows    [][]Value
+	results []FactResult
+}
+
+// An interface value holding a string or an int64 is a type word and a pointer to a copy of the
+// value, and the conversion allocates that copy (except for small integers). The reader boxes
+// the values of the facts, some thirty per authorize step, into its slabs instead: the interface
+// points at the value in the slab, which never changes once appended. The result is an ordinary
+// interface value: type switches, comparisons and the collector see no difference.
+
+// eface is the layout of an interface value without methods (the runtime's eface).
+type eface struct {
+	typ, data unsafe.Pointer
+}
+
+func (r *jreader) boxString(s string) any {
+	if s == "" {
+		return ""
+	}
+	r.strs = append(r.strs, s)
+	v := any("")
+	(*eface)(unsafe.Pointer(&v)).data = unsafe.Pointer(&r.strs[len(r.strs)-1])
+	return v
+}
+
+func (r *jreader) boxInt(n int64) any {
+	if n >= 0 && n < 256 {
+		return n // the runtime has these preallocated
+	}
+	r.ints = append(r.ints, n)
+	v := any(int64(0))
+	(*eface)(unsafe.Pointer(&v)).data = unsafe.Pointer(&r.ints[len(r.ints)-1])
+	return v
 }
 
 // maxSkipDepth bounds the nesting of values the reader skips or keeps raw (an operation's
@@ -112,6 +245,10 @@ func (r *jreader) literal(lit string) bool {
 // next advances over the container's opening (when *first) or a separator, and reports whether
 // another member follows. null is an empty container.
 func (r *jreader) next(open, close byte, first *bool) bool {
+	if i := r.i; !*first && i < len(r.b) && r.b[i] == ',' { // the usual case (after an error, r.i is past the end)
+		r.i = i + 1
+		return true
+	}
 	if r.err != nil {
 		return false
 	}
@@ -156,12 +293,13 @@ func (r *jreader) key() []byte {
 		return nil
 	}
 	start := r.i + 1
-	for j := start; j < len(r.b); j++ {
+	for j := jsonw.StringEnd(r.b, start); j < len(r.b); j = jsonw.StringEnd(r.b, j+1) {
 		switch r.b[j] {
 		case '\\':
 			s := r.str() // a key with escapes: rare, decode properly
 			if r.peek() != ':' {
 				r.fail("expected ':'")
+				return nil
 			}
 			r.i++
 			return []byte(s)
@@ -179,6 +317,32 @@ func (r *jreader) key() []byte {
 	return nil
 }
 
+// skipKey consumes an object key and its colon, and checks it, as key does, without decoding it:
+// the bytes of a raw value stay as they came.
+func (r *jreader) skipKey() {
+	if r.peek() != '"' {
+		r.fail("expected a key")
+		return
+	}
+	for j := jsonw.StringEnd(r.b, r.i+1); j < len(r.b); j = jsonw.StringEnd(r.b, j+1) {
+		switch r.b[j] {
+		case '\\':
+			r.skipStr() // checks the key from its start, as str does for key
+		case '"':
+			r.i = j + 1
+		default:
+			continue // key accepts control characters in a key without escapes
+		}
+		if r.peek() != ':' {
+			r.fail("expected ':'")
+			return
+		}
+		r.i++
+		return
+	}
+	r.fail("unterminated key")
+}
+
 func (r *jreader) str() string {
 	if r.err != nil {
 		return ""
@@ -187,40 +351,103 @@ func (r *jreader) str() string {
 		r.fail("expected a string")
 		return ""
 	}
-	r.i++
-	start := r.i
-	for r.i < len(r.b) {
-		c := r.b[r.i]
-		switch {
-		case c == '"':
-			var s string
-			if r.i > start {
-				s = unsafe.String(&r.b[start], r.i-start) // see decodeEnvelope
-			}
+	b := r.b
+	start := r.i + 1
+	if i := jsonw.StringEnd(b, start); i < len(b) {
+		r.i = i
+		switch b[i] {
+		case '"':
 			r.i++
-			return s
-		case c == '\\':
-			return r.escaped(start)
-		case c < 0x20:
-			r.fail("control character in a string")
-			return ""
+			if i == start {
+				return ""
+			}
+			return unsafe.String(&b[start], i-start) // see decodeEnvelope
+		case '\\':
+			if r.inPlace {
+				// Unescaping never lengthens a string: write it over itself.
+				return r.escaped(b[start:i])
+			}
+			return r.escaped(append([]byte(nil), b[start:i]...))
 		}
-		r.i++
+		r.fail("control character in a string")
+		return ""
 	}
+	r.i = len(b)
 	r.fail("unterminated string")
 	return ""
 }
 
-// escaped finishes a string that contains escapes, from its first byte at start.
-func (r *jreader) escaped(start int) string {
-	out := append([]byte(nil), r.b[start:r.i]...)
+// skipStr consumes a string and checks it as str does, without decoding it: the bytes of a raw
+// value stay as they came.
+func (r *jreader) skipStr() {
+	if r.err != nil {
+		return
+	}
+	if r.peek() != '"' {
+		r.fail("expected a string")
+		return
+	}
+	b := r.b
+	for i := r.i + 1; i < len(b); i++ {
+		i = jsonw.StringEnd(b, i)
+		if i == len(b) {
+			break
+		}
+		r.i = i
+		switch b[i] {
+		case '"':
+			r.i++
+			return
+		case '\\':
+			if i+1 >= len(b) {
+				r.fail("unterminated string")
+				return
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				r.i = i + 2
+				if _, ok := r.hex4(); !ok {
+					r.fail("bad \\u escape")
+					return
+				}
+				i = r.i - 1
+				continue
+			default:
+				r.i = i + 2
+				r.fail("bad escape \\%c", b[i+1])
+				return
+			}
+			i++
+			continue
+		default:
+			r.fail("control character in a string")
+			return
+		}
+	}
+	r.i = len(b)
+	r.fail("unterminated string")
+}
+
+// escaped finishes a string that contains escapes; out holds the bytes before the first escape.
+// When out aliases the input (r.inPlace), every byte is written at or before the position it was
+// read from, so nothing unread is overwritten.
+func (r *jreader) escaped(out []byte) string {
 	for r.i < len(r.b) {
+		if j := jsonw.StringEnd(r.b, r.i); j > r.i {
+			out = append(out, r.b[r.i:j]...) // in place, the regions may overlap: copying handles that
+			r.i = j
+			continue
+		}
 		c := r.b[r.i]
 		switch {
 		case c == '"':
 			r.i++
 			if !utf8.Valid(out) {
-				out = []byte(string([]rune(string(out)))) // invalid bytes become U+FFFD, as encoding/json does
+				return string([]rune(string(out))) // invalid bytes become U+FFFD, as encoding/json does
+			}
+			if r.inPlace {
+				return unsafe.String(unsafe.SliceData(out), len(out))
 			}
 			return string(out)
 		case c < 0x20:
@@ -395,7 +622,7 @@ func (r *jreader) skip() []byte {
 	switch c := r.peek(); {
 	case c == '{':
 		for first := true; r.field('{', &first); {
-			r.key()
+			r.skipKey()
 			r.skip()
 		}
 	case c == '[':
@@ -403,7 +630,7 @@ func (r *jreader) skip() []byte {
 			r.skip()
 		}
 	case c == '"':
-		r.str()
+		r.skipStr()
 	case c == 't' || c == 'f':
 		r.bool()
 	case r.literal("null"):
@@ -414,12 +641,14 @@ func (r *jreader) skip() []byte {
 	return r.b[start:r.i]
 }
 
+// strings reads an array of strings (null reads as empty).
 func (r *jreader) strings() []string {
-	out := []string{}
+	start := len(r.strs)
 	for first := true; r.elem(&first); {
-		out = append(out, r.str())
+		s := r.str()
+		r.strs = append(r.strs, s)
 	}
-	return out
+	return r.strs[start:len(r.strs):len(r.strs)]
 }
 
 func (r *jreader) fact() Fact {
@@ -429,9 +658,12 @@ func (r *jreader) fact() Fact {
 		case "key":
 			f.Key = r.str()
 		case "results":
+			start := len(r.results)
 			for first := true; r.elem(&first); {
-				f.Results = append(f.Results, r.result())
+				res := r.result()
+				r.results = append(r.results, res)
 			}
+			f.Results = r.results[start:len(r.results):len(r.results)]
 		case "error":
 			if r.literal("null") {
 				continue
@@ -463,14 +695,13 @@ func (r *jreader) result() FactResult {
 		case "columns":
 			res.Columns = r.strings()
 		case "rows":
-			res.Rows = [][]Value{}
+			rows := len(r.rows)
 			for first := true; r.elem(&first); {
-				row := make([]Value, 0, len(res.Columns))
-				for first := true; r.elem(&first); {
-					row = append(row, r.value())
-				}
-				res.Rows = append(res.Rows, row)
+				start := len(r.vals)
+				r.row()
+				r.rows = append(r.rows, r.vals[start:len(r.vals):len(r.vals)])
 			}
+			res.Rows = r.rows[rows:len(r.rows):len(r.rows)]
 		case "rowsAffected":
 			res.RowsAffected = r.int()
 		default:
@@ -478,6 +709,91 @@ func (r *jreader) result() FactResult {
 		}
 	}
 	return res
+}
+
+// row appends the values of one row to r.vals. Rows are most of a step's facts, so the usual
+// row, as hosts write it (no whitespace; strings without escapes, integers and nulls), is read in
+// one loop here; anything else is handed to the general methods where it starts.
+func (r *jreader) row() {
+	first := true
+	if b := r.b; r.err == nil && r.i < len(b) && b[r.i] == '[' {
+		first = false
+		if r.i++; r.peek() == ']' {
+			r.i++
+			return
+		}
+		if r.rowValues() {
+			return
+		}
+	}
+	for r.elem(&first) {
+		v := r.value()
+		r.vals = append(r.vals, v)
+	}
+}
+
+// rowValues reads the values of a row from the first one. It reports false if it stopped after
+// a value without reaching the row's end, which the caller then finds.
+func (r *jreader) rowValues() bool {
+	b, i := r.b, r.i
+	for {
+		var v any
+		var c byte // 0 at the end of the input, which the general path reports
+		if i < len(b) {
+			c = b[i]
+		}
+		switch {
+		case c == '"':
+			if j := jsonw.StringEnd(b, i+1); j < len(b) && b[j] == '"' {
+				if j > i+1 {
+					v = r.boxString(unsafe.String(&b[i+1], j-i-1)) // see decodeEnvelope
+				} else {
+					v = ""
+				}
+				i = j + 1
+				break
+			}
+			r.i = i
+			v = r.boxString(r.str())
+			i = r.i
+		case c == 'n' && len(b)-i >= 4 && string(b[i:i+4]) == "null":
+			i += 4
+		default:
+			j := i
+			if c == '-' {
+				j++
+			}
+			for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+				j++
+			}
+			if j < len(b) && (b[j] == ',' || b[j] == ']') {
+				if n, ok := parseInt(b[i:j]); ok {
+					v, i = r.boxInt(n), j
+					break
+				}
+			}
+			r.i = i
+			v = r.value().V
+			i = r.i
+		}
+		r.vals = append(r.vals, Value{v})
+		if r.err != nil || i >= len(b) {
+			r.i = i
+			return false
+		}
+		switch b[i] {
+		case ',':
+			if i+1 < len(b) {
+				i++
+				continue
+			}
+		case ']':
+			r.i = i + 1
+			return true
+		}
+		r.i = i
+		return false
+	}
 }
 
 // value reads one database value in its wire form (see Value).
@@ -488,7 +804,7 @@ func (r *jreader) value() Value {
 	case r.literal("null"):
 		return Value{}
 	case c == '"':
-		return Value{r.str()}
+		return Value{r.boxString(r.str())}
 	case c == '{':
 		var v Value
 		seen := false
@@ -501,7 +817,7 @@ func (r *jreader) value() Value {
 				if !ok {
 					r.fail("%q is not an int64", s)
 				}
-				v.V = n
+				v.V = r.boxInt(n)
 			case "float":
 				var s string
 				if r.peek() == '"' {
@@ -531,7 +847,7 @@ func (r *jreader) value() Value {
 	default:
 		b := r.number()
 		if n, ok := parseInt(b); ok {
-			return Value{n}
+			return Value{r.boxInt(n)}
 		}
 		f, err := strconv.ParseFloat(string(b), 64)
 		if err != nil {
@@ -573,17 +889,18 @@ func (r *jreader) config(c *StepConfig) {
 	}
 }
 
-// appendOutput writes a step output envelope.
-func appendOutput(b []byte, o *StepOutput) []byte {
+// appendOutput writes a step output envelope. The statements of a need and the effects may be
+// given as the core made them (stmts, effects) instead of as WireStmts in o.
+func appendOutput(b []byte, o *StepOutput, stmts, effects []storage.Stmt) []byte {
 	b = append(b, `{"status":`...)
 	b = appendString(b, o.Status)
 	if o.Key != "" {
 		b = append(b, `,"key":`...)
 		b = appendString(b, o.Key)
 	}
-	if len(o.Stmts) > 0 {
+	if len(o.Stmts) > 0 || len(stmts) > 0 {
 		b = append(b, `,"stmts":`...)
-		b = appendStmts(b, o.Stmts)
+		b = appendStmts(b, o.Stmts, stmts)
 	}
 	if o.ReadOnly {
 		b = append(b, `,"readOnly":true`...)
@@ -592,9 +909,9 @@ func appendOutput(b []byte, o *StepOutput) []byte {
 		b = append(b, `,"result":`...)
 		b = append(b, o.Result...)
 	}
-	if len(o.Effects) > 0 {
+	if len(o.Effects) > 0 || len(effects) > 0 {
 		b = append(b, `,"effects":`...)
-		b = appendStmts(b, o.Effects)
+		b = appendStmts(b, o.Effects, effects)
 	}
 	if o.Error != nil {
 		b = append(b, `,"error":{"code":`...)
@@ -606,24 +923,50 @@ func appendOutput(b []byte, o *StepOutput) []byte {
 	return append(b, '}')
 }
 
-func appendStmts(b []byte, stmts []WireStmt) []byte {
+// appendStmts writes ws, or stmts when ws is empty, as a JSON array.
+func appendStmts(b []byte, ws []WireStmt, stmts []storage.Stmt) []byte {
 	b = append(b, '[')
-	for i, s := range stmts {
-		if i > 0 {
-			b = append(b, ',')
+	if len(ws) > 0 {
+		for i, s := range ws {
+			b = appendStmt(b, i, s.SQL, valuesAsAny(s.Args))
 		}
-		b = append(b, `{"sql":`...)
-		b = appendString(b, s.SQL)
-		b = append(b, `,"args":[`...)
-		for j, a := range s.Args {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendValue(b, a.V)
+	} else {
+		for i, s := range stmts {
+			b = appendStmt(b, i, s.SQL, s.Args)
 		}
-		b = append(b, "]}"...)
 	}
 	return append(b, ']')
+}
+
+func appendStmt(b []byte, i int, sql string, args []any) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	b = append(b, `{"sql":`...)
+	b = appendString(b, sql)
+	b = append(b, `,"args":[`...)
+	for j, a := range args {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = appendValue(b, a)
+	}
+	return append(b, "]}"...)
+}
+
+// stmtsSize estimates the bytes appendStmts writes for stmts, to size an output buffer once.
+func stmtsSize(stmts []storage.Stmt) int {
+	n := 2
+	for _, s := range stmts {
+		n += len(s.SQL) + 20
+		for _, a := range s.Args {
+			n += 8
+			if x, ok := a.(string); ok {
+				n += len(x)
+			}
+		}
+	}
+	return n
 }
 
 var errValueType = errors.New("step: value cannot be sent")
