@@ -25,6 +25,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	wapi "github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/kavachdev/kavach/api"
@@ -141,6 +142,9 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	stderr := m.cfg.Stderr
 	if stderr == nil {
 		stderr = io.Discard
+	}
+	if memoryAllocator != nil {
+		ctx = experimental.WithMemoryAllocator(ctx, memoryAllocator)
 	}
 	mod, err := m.rt.InstantiateModule(ctx, m.compiled, wazero.NewModuleConfig().
 		WithName(""). // anonymous, so many instances of one module can coexist
