@@ -1,9 +1,9 @@
 // Package wasmhost runs Kavach's WebAssembly module (wasm/, built with `make wasm`) inside a Go
 // program with wazero, and serves the module's storage needs from any Kavach storage backend.
 //
-// The module is compiled once (with an on-disk compilation cache, so a process start costs tens
-// of milliseconds instead of a second), and calls run on a pool of instances: an instance serves
-// one call at a time, because the Go runtime inside it has a single thread. An instance that
+// The module is compiled once (with an on-disk compilation cache, so a process start costs
+// about 0.15 s instead of 2.4; see BenchmarkStart), and calls run on a pool of instances: an
+// instance serves one call at a time, because the Go runtime inside it has a single thread. An instance that
 // traps, runs out of its memory limit or is interrupted by its context is thrown away, and the
 // next call gets a fresh one; other calls continue.
 //
@@ -78,8 +78,24 @@ var ErrTrap = errors.New("wasmhost: the module instance failed")
 // ErrEnvelopeTooLarge: the envelope is over api.MaxEnvelopeBytes; no instance was used.
 var ErrEnvelopeTooLarge = errors.New("wasmhost: envelope too large")
 
-// New compiles the module and checks its ABI version with a first instance.
+// New compiles the module (see Compile) and makes its first instance, which checks the module's
+// ABI version: the Module is ready to serve.
 func New(ctx context.Context, cfg Config) (*Module, error) {
+	m, err := Compile(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Grow(ctx); err != nil {
+		m.Close(ctx)
+		return nil, err
+	}
+	return m, nil
+}
+
+// Compile compiles the module, from the compilation cache when it has it, without making an
+// instance: the first call (or Grow) makes one. Most of a process's start is here; see
+// BenchmarkStart.
+func Compile(ctx context.Context, cfg Config) (*Module, error) {
 	if len(cfg.Wasm) == 0 {
 		return nil, errors.New("wasmhost: no module bytes (build it with `make wasm`)")
 	}
@@ -121,20 +137,6 @@ func New(ctx context.Context, cfg Config) (*Module, error) {
 		m.rt.Close(ctx)
 		return nil, fmt.Errorf("wasmhost: compiling the module: %w", err)
 	}
-	in, err := m.acquire(ctx)
-	if err != nil {
-		m.Close(ctx)
-		return nil, err
-	}
-	res, err := in.abi.Call(ctx)
-	if err == nil && res[0] != api.StepABIVersion {
-		err = fmt.Errorf("wasmhost: the module speaks ABI version %d; this host speaks %d", res[0], api.StepABIVersion)
-	}
-	m.release(in, err)
-	if err != nil {
-		m.Close(ctx)
-		return nil, err
-	}
 	return m, nil
 }
 
@@ -160,6 +162,14 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	if in.alloc == nil || in.free == nil || in.call == nil || in.abi == nil {
 		mod.Close(ctx)
 		return nil, errors.New("wasmhost: the module lacks the kavach_* exports; is it Kavach's module?")
+	}
+	res, err := in.abi.Call(ctx)
+	if err == nil && res[0] != api.StepABIVersion {
+		err = fmt.Errorf("wasmhost: the module speaks ABI version %d; this host speaks %d", res[0], api.StepABIVersion)
+	}
+	if err != nil {
+		mod.Close(ctx)
+		return nil, err
 	}
 	return in, nil
 }
