@@ -317,32 +317,6 @@ func (r *jreader) key() []byte {
 	return nil
 }
 
-// skipKey consumes an object key and its colon, and checks it, as key does, without decoding it:
-// the bytes of a raw value stay as they came.
-func (r *jreader) skipKey() {
-	if r.peek() != '"' {
-		r.fail("expected a key")
-		return
-	}
-	for j := jsonw.StringEnd(r.b, r.i+1); j < len(r.b); j = jsonw.StringEnd(r.b, j+1) {
-		switch r.b[j] {
-		case '\\':
-			r.skipStr() // checks the key from its start, as str does for key
-		case '"':
-			r.i = j + 1
-		default:
-			continue // key accepts control characters in a key without escapes
-		}
-		if r.peek() != ':' {
-			r.fail("expected ':'")
-			return
-		}
-		r.i++
-		return
-	}
-	r.fail("unterminated key")
-}
-
 func (r *jreader) str() string {
 	if r.err != nil {
 		return ""
@@ -375,58 +349,6 @@ func (r *jreader) str() string {
 	r.i = len(b)
 	r.fail("unterminated string")
 	return ""
-}
-
-// skipStr consumes a string and checks it as str does, without decoding it: the bytes of a raw
-// value stay as they came.
-func (r *jreader) skipStr() {
-	if r.err != nil {
-		return
-	}
-	if r.peek() != '"' {
-		r.fail("expected a string")
-		return
-	}
-	b := r.b
-	for i := r.i + 1; i < len(b); i++ {
-		i = jsonw.StringEnd(b, i)
-		if i == len(b) {
-			break
-		}
-		r.i = i
-		switch b[i] {
-		case '"':
-			r.i++
-			return
-		case '\\':
-			if i+1 >= len(b) {
-				r.fail("unterminated string")
-				return
-			}
-			switch b[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				r.i = i + 2
-				if _, ok := r.hex4(); !ok {
-					r.fail("bad \\u escape")
-					return
-				}
-				i = r.i - 1
-				continue
-			default:
-				r.i = i + 2
-				r.fail("bad escape \\%c", b[i+1])
-				return
-			}
-			i++
-			continue
-		default:
-			r.fail("control character in a string")
-			return
-		}
-	}
-	r.i = len(b)
-	r.fail("unterminated string")
 }
 
 // escaped finishes a string that contains escapes; out holds the bytes before the first escape.
@@ -618,11 +540,14 @@ func (r *jreader) skip() []byte {
 		r.fail("values are nested more than %d deep", maxSkipDepth)
 		return nil
 	}
-	defer func() { r.depth-- }()
+	// The bytes of a raw value stay as they came: its strings and keys are not unescaped in place.
+	inPlace := r.inPlace
+	r.inPlace = false
+	defer func() { r.depth--; r.inPlace = inPlace }()
 	switch c := r.peek(); {
 	case c == '{':
 		for first := true; r.field('{', &first); {
-			r.skipKey()
+			r.key()
 			r.skip()
 		}
 	case c == '[':
@@ -630,7 +555,7 @@ func (r *jreader) skip() []byte {
 			r.skip()
 		}
 	case c == '"':
-		r.skipStr()
+		r.str()
 	case c == 't' || c == 'f':
 		r.bool()
 	case r.literal("null"):
