@@ -13,9 +13,11 @@ run:
 build:
 	$(GO) build -trimpath -o $(OUT)/kavach ./cmd/kavach
 
-## wasm: the WebAssembly (wasip1 reactor) build of the core, with its raw and gzip sizes
+## wasm: the WebAssembly (wasip1 reactor) build of the core, with its raw and gzip sizes. fmt is
+## compiled without inlining: it only formats messages, and that makes the module 52 KB smaller
+## (19.5 KB gzip). The module's tests (host/wasmhost, edge) build it with the same flags.
 wasm:
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags="-s -w" -o $(WASM) ./wasm
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags="-s -w" -gcflags=fmt=-l -o $(WASM) ./wasm
 	@printf '%s: %s bytes raw, %s bytes gzip\n' $(WASM) $$(wc -c < $(WASM)) $$(gzip -9 -c $(WASM) | wc -c)
 
 ## test: formatting, vet, and every test: unit, storage conformance on every backend (SQLite,
