@@ -353,6 +353,7 @@ type factsDB struct {
 	need     []storage.Stmt
 	needKey  string
 	mismatch error
+	results  []storage.Result // where results are carved from; each batch gets its own part
 }
 
 func (f *factsDB) Dialect() storage.Dialect { return f.dialect }
@@ -371,7 +372,7 @@ func (f *factsDB) Exec(_ context.Context, stmts ...storage.Stmt) ([]storage.Resu
 	fact := f.facts[f.next]
 	f.next++
 	if fact.Key != string(key) {
-		f.mismatch = fmt.Errorf("fact %d has key %s but the operation asked for batch %s: facts must come from this operation's own needs, replayed with the same input, now and seed", f.next-1, fact.Key, key)
+		f.mismatch = fmt.Errorf("fact %d has key %s but the operation asked for batch %s: facts must come from this operation's own needs, replayed with the same input, now and seed", f.next-1, fact.Key, string(key))
 		return nil, errNeed
 	}
 	if e := fact.Error; e != nil {
@@ -383,7 +384,11 @@ func (f *factsDB) Exec(_ context.Context, stmts ...storage.Stmt) ([]storage.Resu
 		f.mismatch = fmt.Errorf("fact %d has %d results for a batch of %d statements", f.next-1, len(fact.Results), len(stmts))
 		return nil, errNeed
 	}
-	out := make([]storage.Result, len(stmts))
+	if len(f.results)+len(stmts) > cap(f.results) {
+		f.results = make([]storage.Result, 0, max(len(stmts), 2*cap(f.results)))
+	}
+	out := f.results[len(f.results) : len(f.results)+len(stmts) : len(f.results)+len(stmts)]
+	f.results = f.results[:len(f.results)+len(stmts)]
 	for i, r := range fact.Results {
 		out[i] = storage.Result{Columns: r.Columns, RowsAffected: r.RowsAffected}
 		if r.Columns != nil {
@@ -506,7 +511,8 @@ func step(ctx context.Context, envelope []byte) (out []byte) {
 		}
 	}
 	db, sink := &st.db, &st.sink
-	*db = factsDB{dialect: dialect, facts: in.Facts}
+	*db = factsDB{dialect: dialect, facts: in.Facts, results: st.results[:0]}
+	sink.stmts = st.effects[:0]
 	st.now = time.UnixMilli(in.Now).UTC()
 	st.rng.Seed(st.seed)
 	k, err := kavach.New(ctx, kavach.Config{
@@ -534,11 +540,13 @@ func step(ctx context.Context, envelope []byte) (out []byte) {
 
 // stepState is what one step allocates for the core, in one piece.
 type stepState struct {
-	db   factsDB
-	sink effects
-	rng  rand.ChaCha8
-	seed [32]byte
-	now  time.Time
+	db      factsDB
+	sink    effects
+	rng     rand.ChaCha8
+	seed    [32]byte
+	now     time.Time
+	results [4]storage.Result // the first of db.results
+	effects [2]storage.Stmt   // the first of sink.stmts: an authorize records its decision in two
 }
 
 func (st *stepState) clock() time.Time { return st.now }

@@ -81,9 +81,9 @@ func decodeAuthorizeInput(raw []byte) (authorizeInput, error) {
 	if ok := ai.read(raw); ok {
 		return ai, nil
 	}
-	ai = authorizeInput{}
-	err := json.Unmarshal(raw, &ai)
-	return ai, err
+	var slow authorizeInput // apart from ai, which then need not be allocated
+	err := json.Unmarshal(raw, &slow)
+	return slow, err
 }
 
 func (ai *authorizeInput) read(raw []byte) bool {
@@ -130,9 +130,11 @@ func (ai *authorizeInput) read(raw []byte) bool {
 			if r.peek() != '{' {
 				return false
 			}
-			if err := json.Unmarshal(r.skip(), &ai.Arguments); err != nil || r.err != nil {
+			var args map[string]any
+			if err := json.Unmarshal(r.skip(), &args); err != nil || r.err != nil {
 				return false
 			}
+			ai.Arguments = args
 		}
 	}
 	r.ws()
