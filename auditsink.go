@@ -3,21 +3,197 @@ package kavach
 import (
 	"context"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/kavachdev/kavach/internal/jsonw"
 	"github.com/kavachdev/kavach/storage"
 )
 
-// AuditSink records audit rows. Append takes the statements that record one row, which must be
-// executed together and in order; it returns once they have been durably executed, with the
-// RowsAffected of the first (a conditional insert may write nothing), or once they have been
-// recorded as effects that the host promises to execute (the WebAssembly build returns its
-// effects with the operation's result and reports 1).
+// AuditSink records audit rows. Append returns once the row has been durably written, or once
+// it has been recorded as an effect that the host promises to write (the WebAssembly build
+// returns its effects with the operation's result). recorded is false when a conditional row
+// was not written because its agent changed (AuditRow.Version).
 type AuditSink interface {
-	Append(ctx context.Context, stmts ...storage.Stmt) (rowsAffected int64, err error)
+	Append(ctx context.Context, r *AuditRow) (recorded bool, err error)
 }
+
+// AuditRow is one decision to record: a row of kavach_audit_logs. Empty TenantID, Reason, IP and
+// UserAgent are stored as NULL.
+type AuditRow struct {
+	ID, AgentID, UserID, TenantID string
+	Action, Resource, Parameters  string
+	Result, Reason                string
+	DurationMs                    int64
+	IP, UserAgent                 string
+	Timestamp                     int64
+	// Version, when not 0, is the agent version the decision was made from: the row is written
+	// only while the agent is still at it, so that a decision made from a cached agent is never
+	// recorded (and so never returned) after the agent changed.
+	Version int64
+}
+
+const auditInsertColumns = "id, agent_id, user_id, tenant_id, action, resource, parameters, result, reason, duration_ms, ip, user_agent, timestamp"
+
+func (r *AuditRow) values() []any {
+	return []any{r.ID, r.AgentID, r.UserID, nullable(r.TenantID), r.Action, r.Resource, r.Parameters, r.Result, nullable(r.Reason),
+		r.DurationMs, nullable(r.IP), nullable(r.UserAgent), r.Timestamp}
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// Stmts returns the statements that write r alone in dialect d, in one batch; the first one's
+// RowsAffected says whether the row was written.
+//
+// On the SQLite family the second statement makes the row its agent's chain head (schema.sql).
+// The insert is OR IGNORE: a statement that can insert several rows (INSERT … SELECT) and may
+// abort otherwise keeps a statement journal of every page it changes. Nothing but a version
+// mismatch can make it insert nothing (the id is new, every NOT NULL column has a value). The
+// head moves only if the row went in: changes() is the row count of the insert just before it on
+// the same connection. Written again after a lost answer, both are no-ops.
+func (r *AuditRow) Stmts(d storage.Dialect) []storage.Stmt {
+	args := r.values()
+	if d != storage.SQLite {
+		if r.Version == 0 {
+			return []storage.Stmt{{SQL: "INSERT INTO kavach_audit_logs (" + auditInsertColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", Args: args}}
+		}
+		return []storage.Stmt{{SQL: "INSERT INTO kavach_audit_logs (" + auditInsertColumns + ") SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM kavach_agents WHERE id = ? AND version = ?",
+			Args: append(args, r.AgentID, r.Version)}}
+	}
+	insert := "INSERT OR IGNORE INTO kavach_audit_logs (" + auditInsertColumns + ", prev_id, prev_ts) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, h.last_id, h.last_ts " +
+		"FROM kavach_agents a LEFT JOIN kavach_audit_heads h ON h.agent_id = a.id WHERE a.id = ?"
+	args = append(args, r.AgentID)
+	if r.Version != 0 {
+		insert += " AND a.version = ?"
+		args = append(args, r.Version)
+	}
+	return []storage.Stmt{
+		{SQL: insert, Args: args},
+		{SQL: "INSERT INTO kavach_audit_heads (agent_id, last_id, last_ts) SELECT ?, ?, ? WHERE changes() > 0 " +
+			"ON CONFLICT (agent_id) DO UPDATE SET last_id = excluded.last_id, last_ts = MAX(excluded.last_ts, kavach_audit_heads.last_ts)",
+			Args: []any{r.AgentID, r.ID, r.Timestamp}},
+	}
+}
+
+// batchStmts returns the statements that write rows in one batch, and how to tell from their
+// results which rows were written.
+//
+// On the SQLite family that is each row's own statements: its writer runs them in one
+// transaction at a few microseconds each, and each row must find its agent's chain head as the
+// row before it left it. Postgres and MySQL get one INSERT … SELECT for all the rows (of at most
+// maxMergedBytes of values each): there every statement costs a round of the protocol and of
+// the executor, and MySQL answers each with a packet of its own, which was most of what a batch
+// cost. Postgres reads the rows from one JSON parameter (so the statement is always the same one,
+// prepared once), MySQL from a UNION ALL of one SELECT per row. The rows are joined with their
+// agents' versions; when fewer rows went in than were sent, written returns nil and the caller
+// asks which did.
+func batchStmts(d storage.Dialect, rows []*AuditRow) (stmts []storage.Stmt, written func([]storage.Result) []bool) {
+	if d == storage.SQLite {
+		for _, r := range rows {
+			stmts = append(stmts, r.Stmts(d)...)
+		}
+		return stmts, func(res []storage.Result) []bool {
+			out := make([]bool, len(rows))
+			for i := range rows {
+				out[i] = res[2*i].RowsAffected > 0
+			}
+			return out
+		}
+	}
+	const insert = "INSERT INTO kavach_audit_logs (" + auditInsertColumns + ") SELECT v.id, v.agent_id, v.user_id, v.tenant_id, v.action, v.resource, " +
+		"v.parameters, v.result, v.reason, v.duration_ms, v.ip, v.user_agent, v.ts FROM "
+	const join = " JOIN kavach_agents AS a ON a.id = v.agent_id AND (v.version = 0 OR a.version = v.version)"
+	for start := 0; start < len(rows); {
+		end, size := start, 0
+		for ; end < len(rows) && (end == start || size < maxMergedBytes); end++ {
+			r := rows[end]
+			size += 256 + len(r.Parameters) + len(r.Reason) + len(r.Resource) + len(r.UserAgent)
+		}
+		if d == storage.Postgres {
+			b := make([]byte, 0, size)
+			b = append(b, '[')
+			for i, r := range rows[start:end] {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = r.appendJSON(b)
+			}
+			b = append(b, ']')
+			stmts = append(stmts, storage.Stmt{SQL: insert + "json_to_recordset(?::json) AS v(id text, agent_id text, user_id text, tenant_id text, action text, " +
+				"resource text, parameters text, result text, reason text, duration_ms bigint, ip text, user_agent text, ts bigint, version bigint)" + join,
+				Args: []any{string(b)}})
+		} else {
+			var b strings.Builder
+			args := make([]any, 0, 14*(end-start))
+			b.WriteString(insert + "(")
+			for i, r := range rows[start:end] {
+				if i > 0 {
+					b.WriteString(" UNION ALL ")
+				}
+				b.WriteString("SELECT ? AS id, ? AS agent_id, ? AS user_id, ? AS tenant_id, ? AS action, ? AS resource, ? AS parameters, ? AS result, " +
+					"? AS reason, ? AS duration_ms, ? AS ip, ? AS user_agent, ? AS ts, ? AS version")
+				args = append(append(args, r.values()...), r.Version)
+			}
+			b.WriteString(") AS v" + join)
+			stmts = append(stmts, storage.Stmt{SQL: b.String(), Args: args})
+		}
+		start = end
+	}
+	return stmts, func(res []storage.Result) []bool {
+		var n int64
+		for _, r := range res {
+			n += r.RowsAffected
+		}
+		if n != int64(len(rows)) {
+			return nil
+		}
+		out := make([]bool, len(rows))
+		for i := range out {
+			out[i] = true
+		}
+		return out
+	}
+}
+
+// appendJSON appends r as the JSON object batchStmts hands Postgres; empty optional fields are
+// left out, which reads as NULL.
+func (r *AuditRow) appendJSON(b []byte) []byte {
+	field := func(b []byte, name, v string) []byte {
+		if v == "" {
+			return b
+		}
+		b = append(append(append(b, ",\""...), name...), "\":"...)
+		return jsonw.AppendString(b, v)
+	}
+	b = append(b, `{"id":`...)
+	b = jsonw.AppendString(b, r.ID)
+	b = field(b, "agent_id", r.AgentID)
+	b = field(b, "user_id", r.UserID)
+	b = field(b, "tenant_id", r.TenantID)
+	b = field(b, "action", r.Action)
+	b = field(b, "resource", r.Resource)
+	b = field(b, "parameters", r.Parameters)
+	b = field(b, "result", r.Result)
+	b = field(b, "reason", r.Reason)
+	b = field(b, "ip", r.IP)
+	b = field(b, "user_agent", r.UserAgent)
+	b = strconv.AppendInt(append(b, `,"duration_ms":`...), r.DurationMs, 10)
+	b = strconv.AppendInt(append(b, `,"ts":`...), r.Timestamp, 10)
+	b = strconv.AppendInt(append(b, `,"version":`...), r.Version, 10)
+	return append(b, '}')
+}
+
+// maxMergedBytes bounds the values of one merged insert, well under MySQL's smallest
+// max_allowed_packet (4 MiB).
+const maxMergedBytes = 1 << 20
 
 // groupCommit is the native AuditSink: concurrent appends share one batch, one transaction and
 // one commit, and each caller returns only after the batch holding its row has committed.
@@ -43,7 +219,7 @@ type groupCommit struct {
 	closed  bool
 
 	// The leader's scratch space.
-	stmts []storage.Stmt
+	rows  []*AuditRow
 	batch []*pending
 	self  *pending // the leader's own row, which it does not wake
 }
@@ -52,10 +228,10 @@ type groupCommit struct {
 const leadBudget = 2 * time.Millisecond
 
 type pending struct {
-	stmts []storage.Stmt
-	n     int64
-	err   error
-	wake  chan bool // receives false when done, true when made leader
+	row      *AuditRow
+	recorded bool
+	err      error
+	wake     chan bool // receives false when done, true when made leader
 }
 
 var pendingPool = sync.Pool{New: func() any { return &pending{wake: make(chan bool, 1)} }}
@@ -64,14 +240,14 @@ func newGroupCommit(db storage.DB) *groupCommit {
 	return &groupCommit{db: db, maxBatch: 256, timeout: 30 * time.Second}
 }
 
-func (g *groupCommit) Append(ctx context.Context, stmts ...storage.Stmt) (int64, error) {
+func (g *groupCommit) Append(ctx context.Context, r *AuditRow) (bool, error) {
 	p := pendingPool.Get().(*pending)
-	p.stmts, p.n, p.err = stmts, 0, nil
+	p.row, p.recorded, p.err = r, false, nil
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
 		pendingPool.Put(p)
-		return 0, storage.ErrClosed
+		return false, storage.ErrClosed
 	}
 	g.queue = append(g.queue, p)
 	if g.leading {
@@ -86,10 +262,10 @@ func (g *groupCommit) Append(ctx context.Context, stmts ...storage.Stmt) (int64,
 		g.mu.Unlock()
 		g.lead(ctx)
 	}
-	n, err := p.n, p.err
-	p.stmts = nil
+	recorded, err := p.recorded, p.err
+	p.row = nil
 	pendingPool.Put(p)
-	return n, err
+	return recorded, err
 }
 
 // lead commits batches from the head of the queue, the first holding the caller's own row.
@@ -152,17 +328,39 @@ func (g *groupCommit) commit(ctx context.Context, batch []*pending) {
 	// A caller giving up must not cancel the other callers' rows.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.timeout)
 	defer cancel()
-	g.stmts = g.stmts[:0]
+	d := g.db.Dialect()
+	g.rows = g.rows[:0]
 	for _, p := range batch {
-		g.stmts = append(g.stmts, p.stmts...)
+		g.rows = append(g.rows, p.row)
 	}
-	res, err := g.db.Exec(ctx, g.stmts...)
-	clear(g.stmts)
+	stmts, written := batchStmts(d, g.rows)
+	clear(g.rows)
+	res, err := g.db.Exec(ctx, stmts...)
 	if err == nil {
-		i := 0
+		if ok := written(res); ok != nil {
+			for i, p := range batch {
+				p.recorded = ok[i]
+			}
+			return
+		}
+		// Some rows were refused (their agent changed): find out which went in.
+		ids := make([]any, len(batch))
+		for i, p := range batch {
+			ids[i] = p.row.ID
+		}
+		res, err := g.db.Exec(ctx, storage.Stmt{SQL: "SELECT id FROM kavach_audit_logs WHERE id IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ")", Args: ids})
+		if err == nil {
+			in := make(map[string]bool, len(res[0].Rows))
+			for _, r := range res[0].Rows {
+				in[asString(r[0])] = true
+			}
+			for _, p := range batch {
+				p.recorded = in[p.row.ID]
+			}
+			return
+		}
 		for _, p := range batch {
-			p.n = res[i].RowsAffected
-			i += len(p.stmts)
+			p.err = err
 		}
 		return
 	}
@@ -170,13 +368,13 @@ func (g *groupCommit) commit(ctx context.Context, batch []*pending) {
 		batch[0].err = err
 		return
 	}
-	// One bad row must not deny everyone in its batch: retry each row alone.
+	// One bad row must not deny everyone in its batch: write each row alone.
 	for _, p := range batch {
-		res, err := g.db.Exec(ctx, p.stmts...)
+		res, err := g.db.Exec(ctx, p.row.Stmts(d)...)
 		if err != nil {
 			p.err = err
 		} else {
-			p.n = res[0].RowsAffected
+			p.recorded = res[0].RowsAffected > 0
 		}
 	}
 }

@@ -75,8 +75,8 @@ type subject struct {
 
 type prepared struct {
 	in     policy.Input
-	params any // audit parameters JSON
-	ip, ua any
+	params string // audit parameters JSON
+	ip, ua string
 }
 
 func (k *Kavach) prepare(req *Request) (*prepared, error) {
@@ -155,12 +155,12 @@ func (k *Kavach) authorize(ctx context.Context, sub subject, req Request) (Decis
 		if err != nil {
 			return Decision{Code: policy.StorageError, Reason: "Authorization failed closed: " + err.Error(), AgentID: snap.row.id}, nil
 		}
-		n, err := k.sink.Append(ctx, k.auditStmts(auditID, snap, p, out, start, cached)...)
+		recorded, err := k.sink.Append(ctx, k.auditRow(auditID, snap, p, out, start, cached))
 		if err != nil {
 			k.log.Error("kavach: authorize: writing the audit row failed; denying", "agent", snap.row.id, "err", err)
 			return Decision{Code: policy.StorageError, Reason: "Authorization failed closed: the decision could not be recorded", AgentID: snap.row.id}, nil
 		}
-		if n == 0 && cached {
+		if !recorded && cached {
 			// The agent changed after the snapshot was taken: decide again from the database.
 			k.cache.invalidate(snap.row.id)
 			if attempt <= staleRetries {
@@ -281,58 +281,25 @@ func (k *Kavach) consumeRate(ctx context.Context, agentID string, rl policy.Rate
 	return res[2].RowsAffected > 0, nil
 }
 
-// auditStmts records a decision: the insert of its audit row, whose RowsAffected says whether it
-// was recorded, and on the SQLite family the statement that makes the row its agent's chain head
-// (see schema.sql). A conditional row is inserted only while the agent is at the version the
-// decision was made from.
-//
-// On SQLite the insert is OR IGNORE: a statement that can insert several rows (INSERT … SELECT)
-// and may abort otherwise keeps a statement journal of every page it changes. Nothing but a
-// version mismatch can make it insert nothing (the id is new, every NOT NULL column has a
-// value), and that is what RowsAffected 0 reports. The head moves only if the row went in:
-// changes() is the row count of the insert just before it on the same connection.
-func (k *Kavach) auditStmts(id string, s *snapshot, p *prepared, out policy.Outcome, start time.Time, conditional bool) []storage.Stmt {
-	result := "denied"
-	var reason any
+// auditRow is the audit row recording decision out, made at start from snapshot s. When
+// conditional, the row is recorded only while the agent is still at the snapshot's version.
+func (k *Kavach) auditRow(id string, s *snapshot, p *prepared, out policy.Outcome, start time.Time, conditional bool) *AuditRow {
+	r := &AuditRow{ID: id, AgentID: s.row.id, UserID: s.row.ownerID, TenantID: s.row.tenantID, Action: p.in.Action, Resource: p.in.Resource,
+		Parameters: p.params, Result: "denied", IP: p.ip, UserAgent: p.ua, Timestamp: start.Unix()}
 	switch {
 	case out.Allowed:
-		result = "allowed"
+		r.Result = "allowed"
 	case out.Code == policy.RateLimited:
-		result = "rate_limited"
+		r.Result = "rate_limited"
 	}
 	if !out.Allowed {
-		reason = out.Reason
+		r.Reason = out.Reason
 	}
-	var tenant any
-	if s.row.tenantID != "" {
-		tenant = s.row.tenantID
+	if d := k.now().Sub(start).Milliseconds(); d > 0 {
+		r.DurationMs = d
 	}
-	dur := k.now().Sub(start).Milliseconds()
-	if dur < 0 {
-		dur = 0
-	}
-	ts := start.Unix()
-	args := make([]any, 13, 15)
-	copy(args, []any{id, s.row.id, s.row.ownerID, tenant, p.in.Action, p.in.Resource, p.params, result, reason, dur, p.ip, p.ua, ts})
-	const cols = "kavach_audit_logs (id, agent_id, user_id, tenant_id, action, resource, parameters, result, reason, duration_ms, ip, user_agent, timestamp"
-	if k.dialect != storage.SQLite {
-		if !conditional {
-			return []storage.Stmt{{SQL: "INSERT INTO " + cols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", Args: args}}
-		}
-		return []storage.Stmt{{SQL: "INSERT INTO " + cols + ") SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM kavach_agents WHERE id = ? AND version = ?",
-			Args: append(args, s.row.id, s.row.version)}}
-	}
-	insert := "INSERT OR IGNORE INTO " + cols + ", prev_id, prev_ts) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, h.last_id, h.last_ts " +
-		"FROM kavach_agents a LEFT JOIN kavach_audit_heads h ON h.agent_id = a.id WHERE a.id = ?"
-	args = append(args, s.row.id)
 	if conditional {
-		insert += " AND a.version = ?"
-		args = append(args, s.row.version)
+		r.Version = s.row.version
 	}
-	return []storage.Stmt{
-		{SQL: insert, Args: args},
-		{SQL: "INSERT INTO kavach_audit_heads (agent_id, last_id, last_ts) SELECT ?, ?, ? WHERE changes() > 0 " +
-			"ON CONFLICT (agent_id) DO UPDATE SET last_id = excluded.last_id, last_ts = MAX(excluded.last_ts, kavach_audit_heads.last_ts)",
-			Args: []any{s.row.id, id, ts}},
-	}
+	return r
 }

@@ -405,11 +405,14 @@ func (f *factsDB) Exec(_ context.Context, stmts ...storage.Stmt) ([]storage.Resu
 
 // effects is the audit sink of a step: rows are returned to the host, which writes them after
 // answering.
-type effects struct{ stmts []storage.Stmt }
+type effects struct {
+	dialect storage.Dialect
+	stmts   []storage.Stmt
+}
 
-func (e *effects) Append(_ context.Context, s ...storage.Stmt) (int64, error) {
-	e.stmts = append(e.stmts, s...)
-	return 1, nil
+func (e *effects) Append(_ context.Context, r *kavach.AuditRow) (bool, error) {
+	e.stmts = append(e.stmts, r.Stmts(e.dialect)...)
+	return true, nil
 }
 
 // handleInput is the input of the "handle" operation: one HTTP request.
@@ -512,7 +515,7 @@ func step(ctx context.Context, envelope []byte) (out []byte) {
 	}
 	db, sink := &st.db, &st.sink
 	*db = factsDB{dialect: dialect, facts: in.Facts, results: st.results[:0]}
-	sink.stmts = st.effects[:0]
+	*sink = effects{dialect: dialect, stmts: st.effects[:0]}
 	st.now = time.UnixMilli(in.Now).UTC()
 	st.rng.Seed(st.seed)
 	k, err := kavach.New(ctx, kavach.Config{

@@ -34,7 +34,9 @@ func init() {
 const (
 	readers          = 4
 	checkpointPages  = 8000 // WAL frames after which the background checkpointer runs
+	restartFrames    = 256  // at most this many frames are left for the checkpoint that holds the writer off
 	stmtCacheEntries = 256
+	busyTimeout      = 5 * time.Second
 )
 
 // Embedded is an SQLite database in this process: a file in WAL mode, or an isolated in-memory
@@ -105,6 +107,11 @@ func OpenEmbedded(ctx context.Context, path string) (*Embedded, error) {
 		db.cleanupMem()
 		return nil, fmt.Errorf("kavach: opening sqlite database %q: %w", path, err)
 	}
+	if err := db.writer.c.BusyHandler(shortWaits(busyTimeout)); err != nil {
+		db.writer.close()
+		db.cleanupMem()
+		return nil, err
+	}
 	if file {
 		if mode, err := db.writer.pragma("journal_mode"); err != nil || mode != "wal" {
 			db.writer.close()
@@ -166,6 +173,30 @@ func (db *Embedded) open(ctx context.Context, cacheBytes int) (*conn, error) {
 	return &conn{c: c, stmts: map[string]*cachedStmt{}}, nil
 }
 
+// shortWaits is the writer's busy handler. The writer is kept waiting by the checkpointer's
+// RESTART, which finishes in well under a millisecond, and by other processes' writes. SQLite's
+// own handler sleeps a millisecond or more between attempts, a stall longer than the wait
+// itself; this one starts at 20µs and doubles up to a millisecond, for at most timeout in all.
+func shortWaits(timeout time.Duration) func(context.Context, int) bool {
+	var start time.Time
+	return func(ctx context.Context, count int) bool {
+		if count == 0 {
+			start = time.Now()
+		} else if time.Since(start) >= timeout {
+			return false
+		}
+		d := min(20*time.Microsecond<<min(count, 6), time.Millisecond)
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+}
+
 func (db *Embedded) checkpointer() {
 	defer close(db.done)
 	var c *sqlite3.Conn
@@ -194,13 +225,20 @@ func (db *Embedded) checkpointer() {
 		// without bound and every checkpoint re-reads all of it. RESTART finishes the few frames
 		// added meanwhile while holding writers off (they wait through their busy timeout), after
 		// which the next commit writes from the start of the WAL again.
-		for _, mode := range []sqlite3.CheckpointMode{sqlite3.CHECKPOINT_PASSIVE, sqlite3.CHECKPOINT_RESTART} {
-			if _, _, err := c.WALCheckpoint("main", mode); err != nil {
-				if !errors.Is(err, sqlite3.BUSY) {
-					slog.Warn("kavach: sqlite checkpoint failed", "err", err)
-				}
+		// PASSIVE runs again while the writer added more than restartFrames meanwhile, so that
+		// RESTART has little left to copy while it holds the writer off.
+		var err error
+		for range 4 {
+			var log, done int
+			if log, done, err = c.WALCheckpoint("main", sqlite3.CHECKPOINT_PASSIVE); err != nil || log-done <= restartFrames {
 				break
 			}
+		}
+		if err == nil {
+			_, _, err = c.WALCheckpoint("main", sqlite3.CHECKPOINT_RESTART)
+		}
+		if err != nil && !errors.Is(err, sqlite3.BUSY) {
+			slog.Warn("kavach: sqlite checkpoint failed", "err", err)
 		}
 	}
 }
@@ -394,16 +432,16 @@ func (c *conn) run(ctx context.Context, stmts []storage.Stmt, write bool) (_ []s
 		if write {
 			begin = "BEGIN IMMEDIATE"
 		}
-		if err := c.c.Exec(begin); err != nil {
+		if err := c.control(begin); err != nil {
 			return nil, classify(err)
 		}
 		defer func() {
 			if err != nil {
 				if !c.c.GetAutocommit() {
-					c.c.Exec("ROLLBACK")
+					c.control("ROLLBACK")
 				}
-			} else if cerr := c.c.Exec("COMMIT"); cerr != nil {
-				c.c.Exec("ROLLBACK")
+			} else if cerr := c.control("COMMIT"); cerr != nil {
+				c.control("ROLLBACK")
 				err = classify(cerr)
 			}
 		}()
@@ -415,6 +453,20 @@ func (c *conn) run(ctx context.Context, stmts []storage.Stmt, write bool) (_ []s
 		}
 	}
 	return results, nil
+}
+
+// control runs a transaction control statement, prepared once per connection.
+func (c *conn) control(sql string) error {
+	st, err := c.prepare(sql)
+	if err != nil {
+		return err
+	}
+	st.s.Step()
+	err = st.s.Err()
+	if rerr := st.s.Reset(); err == nil {
+		err = rerr
+	}
+	return err
 }
 
 func (c *conn) exec(s storage.Stmt, out *storage.Result) error {
