@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -267,4 +268,79 @@ func TestAuditByAgentOrUserIsNewestFirstInRecordingOrder(t *testing.T) {
 			t.Errorf("user u, page 3 of 5:\n got  %v\n want %v", got, wantU[10:15])
 		}
 	})
+}
+
+// Decisions made at once are recorded in shared batches, several rows of one agent per batch,
+// while another node changes some agents so that rows decided from its stale cache are refused
+// and decided again. Afterwards each agent's and each user's trail holds exactly its recorded
+// decisions, newest first: no chain is broken by a batch.
+func TestAuditTrailsStayWholeUnderConcurrentBatches(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		var agents []*kavach.Agent
+		for i := range 6 {
+			agents = append(agents, e.agent(t, fmt.Sprint("owner-", i%2), perm("r:*", "read")))
+		}
+		other := e.other(t)
+		var mu sync.Mutex
+		byAgent := map[string][]string{}
+		var wg sync.WaitGroup
+		for g := range 24 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 25 {
+					a := agents[(g*7+i)%len(agents)]
+					if g == 0 && i%5 == 0 { // another node renames an agent: cached snapshots go stale
+						name := fmt.Sprint("renamed-", i)
+						if _, err := other.Agents.Update(ctx, a.ID, kavach.AgentUpdate{Name: &name}); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+					d, err := e.k.Authorize(ctx, a.ID, kavach.Request{Action: "read", Resource: fmt.Sprintf("r:%d:%d", g, i)})
+					if err != nil || !d.Allowed {
+						t.Errorf("%+v %v", d, err)
+						return
+					}
+					mu.Lock()
+					byAgent[a.ID] = append(byAgent[a.ID], d.AuditID)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		total := 0
+		for _, a := range agents {
+			got := must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, kavach.AuditFilter{AgentID: a.ID, Limit: 1000}))
+			ids := make([]string, len(got))
+			for i, x := range got {
+				ids[i] = x.ID
+				if i > 0 && x.Timestamp.After(got[i-1].Timestamp) {
+					t.Errorf("agent %s: entry %d is newer than the one before it", a.ID, i)
+				}
+			}
+			want := slices.Clone(byAgent[a.ID])
+			slices.Sort(ids)
+			slices.Sort(want)
+			if !slices.Equal(ids, want) {
+				t.Errorf("agent %s: %d entries found by agent, %d decided", a.ID, len(ids), len(want))
+			}
+			total += len(want)
+		}
+		for _, owner := range []string{"owner-0", "owner-1"} {
+			got := must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, kavach.AuditFilter{UserID: owner, Limit: 1000}))
+			n := 0
+			for _, a := range agents {
+				if a.OwnerID == owner {
+					n += len(byAgent[a.ID])
+				}
+			}
+			if len(got) != n {
+				t.Errorf("user %s: %d entries, %d decided", owner, len(got), n)
+			}
+		}
+		if n := auditCount(t, e.k); n != int64(total) || total != 24*25 {
+			t.Errorf("%d rows, %d decisions", n, total)
+		}
+	}, func(c *kavach.Config) { c.Agents.MaxPerUser = -1 })
 }

@@ -86,17 +86,18 @@ func (r *AuditRow) Stmts(d storage.Dialect) []storage.Stmt {
 // batchStmts returns the statements that write rows in one batch, and how to tell from their
 // results which rows were written.
 //
-// On the SQLite family that is each row's own statements: its writer runs them in one
-// transaction at a few microseconds each, and each row must find its agent's chain head as the
-// row before it left it. Postgres and MySQL get one INSERT … SELECT for all the rows (of at most
-// maxMergedBytes of values each): there every statement costs a round of the protocol and of
-// the executor, and MySQL answers each with a packet of its own, which was most of what a batch
-// cost. Postgres reads the rows from one JSON parameter (so the statement is always the same one,
-// prepared once), MySQL from a UNION ALL of one SELECT per row. The rows are joined with their
-// agents' versions; when fewer rows went in than were sent, written returns nil and the caller
-// asks which did.
-func batchStmts(d storage.Dialect, rows []*AuditRow) (stmts []storage.Stmt, written func([]storage.Result) []bool) {
-	if d == storage.SQLite {
+// Embedded SQLite gets each row's own statements: its writer runs them in one transaction at a
+// few microseconds each, from statements prepared once; a merged statement measured three
+// times slower there. Everywhere else (fewStatements for a libSQL server, which plans every
+// statement it is sent; Postgres and MySQL) a batch is one INSERT … SELECT for all the rows (of
+// at most maxMergedBytes of values each): every statement costs a round of the protocol and of
+// the planner, and MySQL answers each with a packet of its own, which was most of what a batch
+// cost. Postgres and libSQL read the rows from one JSON parameter (so the statement text is
+// always the same), MySQL from a UNION ALL of one SELECT per row; libSQL then moves the chain
+// heads in a second statement. The rows are joined with their agents' versions; when fewer rows
+// went in than were sent, written returns nil and the caller asks which did.
+func batchStmts(d storage.Dialect, rows []*AuditRow, fewStatements bool) (stmts []storage.Stmt, written func([]storage.Result) []bool) {
+	if d == storage.SQLite && !fewStatements {
 		for _, r := range rows {
 			stmts = append(stmts, r.Stmts(d)...)
 		}
@@ -117,7 +118,7 @@ func batchStmts(d storage.Dialect, rows []*AuditRow) (stmts []storage.Stmt, writ
 			r := rows[end]
 			size += 256 + len(r.Parameters) + len(r.Reason) + len(r.Resource) + len(r.UserAgent)
 		}
-		if d == storage.Postgres {
+		if d != storage.MySQL {
 			b := make([]byte, 0, size)
 			b = append(b, '[')
 			for i, r := range rows[start:end] {
@@ -127,6 +128,11 @@ func batchStmts(d storage.Dialect, rows []*AuditRow) (stmts []storage.Stmt, writ
 				b = r.appendJSON(b)
 			}
 			b = append(b, ']')
+			if d == storage.SQLite {
+				stmts = append(stmts, storage.Stmt{SQL: sqliteBulkInsert, Args: []any{string(b)}}, storage.Stmt{SQL: sqliteBulkHeads, Args: []any{string(b)}})
+				start = end
+				continue
+			}
 			stmts = append(stmts, storage.Stmt{SQL: insert + "json_to_recordset(?::json) AS v(id text, agent_id text, user_id text, tenant_id text, action text, " +
 				"resource text, parameters text, result text, reason text, duration_ms bigint, ip text, user_agent text, ts bigint, version bigint)" + join,
 				Args: []any{string(b)}})
@@ -149,8 +155,10 @@ func batchStmts(d storage.Dialect, rows []*AuditRow) (stmts []storage.Stmt, writ
 	}
 	return stmts, func(res []storage.Result) []bool {
 		var n int64
-		for _, r := range res {
-			n += r.RowsAffected
+		for i, r := range res {
+			if d != storage.SQLite || i%2 == 0 { // on SQLite every other statement moves heads
+				n += r.RowsAffected
+			}
 		}
 		if n != int64(len(rows)) {
 			return nil
@@ -163,8 +171,35 @@ func batchStmts(d storage.Dialect, rows []*AuditRow) (stmts []storage.Stmt, writ
 	}
 }
 
-// appendJSON appends r as the JSON object batchStmts hands Postgres; empty optional fields are
-// left out, which reads as NULL.
+// sqliteBulkInsert writes the rows of a JSON array (AuditRow.appendJSON) on the SQLite family,
+// for servers that plan every statement (storage.PlansEveryStatement): each accepted row links
+// to the previous accepted row of its agent in the array, the first to the agent's chain head,
+// and its prev_ts is the chain time before it. sqliteBulkHeads then makes each agent's last row
+// its head, if the insert wrote anything (changes()): a batch written again after a lost answer
+// inserts nothing and must not move heads back.
+const (
+	sqliteBulkInsert = "INSERT OR IGNORE INTO kavach_audit_logs (" + auditInsertColumns + ", prev_id, prev_ts) " +
+		"SELECT r.id, r.agent_id, r.user_id, r.tenant_id, r.action, r.resource, r.parameters, r.result, r.reason, r.duration_ms, r.ip, r.user_agent, r.ts, " +
+		"COALESCE(LAG(r.id) OVER w, h.last_id), " +
+		"CASE WHEN LAG(r.id) OVER w IS NULL THEN h.last_ts " +
+		"ELSE MAX(COALESCE(h.last_ts, 0), MAX(r.ts) OVER (PARTITION BY r.agent_id ORDER BY r.pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) END " +
+		"FROM (SELECT j.key AS pos, j.value ->> 'id' AS id, j.value ->> 'agent_id' AS agent_id, j.value ->> 'user_id' AS user_id, " +
+		"j.value ->> 'tenant_id' AS tenant_id, j.value ->> 'action' AS action, j.value ->> 'resource' AS resource, " +
+		"j.value ->> 'parameters' AS parameters, j.value ->> 'result' AS result, j.value ->> 'reason' AS reason, " +
+		"j.value ->> 'duration_ms' AS duration_ms, j.value ->> 'ip' AS ip, j.value ->> 'user_agent' AS user_agent, " +
+		"j.value ->> 'ts' AS ts, j.value ->> 'version' AS version FROM json_each(?) AS j) AS r " +
+		"JOIN kavach_agents AS a ON a.id = r.agent_id AND (r.version = 0 OR a.version = r.version) " +
+		"LEFT JOIN kavach_audit_heads AS h ON h.agent_id = r.agent_id " +
+		"WINDOW w AS (PARTITION BY r.agent_id ORDER BY r.pos) ORDER BY r.pos"
+	sqliteBulkHeads = "INSERT INTO kavach_audit_heads (agent_id, last_id, last_ts) " +
+		"SELECT agent_id, id, chain_ts FROM (SELECT l.agent_id, l.id, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) AS chain_ts, " +
+		"ROW_NUMBER() OVER (PARTITION BY l.agent_id ORDER BY j.key DESC) AS n " +
+		"FROM json_each(?) AS j CROSS JOIN kavach_audit_logs AS l ON l.id = j.value ->> 'id') WHERE n = 1 AND changes() > 0 " +
+		"ON CONFLICT (agent_id) DO UPDATE SET last_id = excluded.last_id, last_ts = MAX(excluded.last_ts, kavach_audit_heads.last_ts)"
+)
+
+// appendJSON appends r as the JSON object batchStmts hands Postgres and the SQLite family; empty
+// optional fields are left out, which reads as NULL.
 func (r *AuditRow) appendJSON(b []byte) []byte {
 	field := func(b []byte, name, v string) []byte {
 		if v == "" {
@@ -204,9 +239,10 @@ const maxMergedBytes = 1 << 20
 // heads the next batch. A lone caller therefore commits its own row directly, with no hand-off
 // between goroutines, and under load batches grow with the number of waiting callers.
 type groupCommit struct {
-	db       storage.DB
-	maxBatch int
-	timeout  time.Duration
+	db            storage.DB
+	fewStatements bool // storage.PlansEveryStatement
+	maxBatch      int
+	timeout       time.Duration
 	// inflight counts decisions between their start and their audit row (maintained by
 	// Kavach.authorize). A leader that sees fewer rows queued than decisions in flight lets the
 	// others run for a moment first, so they join its batch: a commit costs about as much for
@@ -237,7 +273,7 @@ type pending struct {
 var pendingPool = sync.Pool{New: func() any { return &pending{wake: make(chan bool, 1)} }}
 
 func newGroupCommit(db storage.DB) *groupCommit {
-	return &groupCommit{db: db, maxBatch: 256, timeout: 30 * time.Second}
+	return &groupCommit{db: db, fewStatements: storage.PlansEveryStatement(db), maxBatch: 256, timeout: 30 * time.Second}
 }
 
 func (g *groupCommit) Append(ctx context.Context, r *AuditRow) (bool, error) {
@@ -333,7 +369,7 @@ func (g *groupCommit) commit(ctx context.Context, batch []*pending) {
 	for _, p := range batch {
 		g.rows = append(g.rows, p.row)
 	}
-	stmts, written := batchStmts(d, g.rows)
+	stmts, written := batchStmts(d, g.rows, g.fewStatements)
 	clear(g.rows)
 	res, err := g.db.Exec(ctx, stmts...)
 	if err == nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,11 +33,15 @@ func init() {
 }
 
 const (
-	readers          = 4
 	checkpointPages  = 8000 // WAL frames after which the background checkpointer runs
 	restartFrames    = 256  // at most this many frames are left for the checkpoint that holds the writer off
 	stmtCacheEntries = 256
 	busyTimeout      = 5 * time.Second
+	// Each reader keeps up to readerCache of pages. An agent's audit trail is read by following
+	// its chain, one row per page, and the recent end of the log is what gets read: measured with
+	// 1,000,000 rows, the last 100 entries of an agent took 1.1 ms with 8 MiB per reader, 0.62
+	// ms with 32 MiB. The cache fills only as pages are read.
+	readerCache = 32 << 20
 )
 
 // Embedded is an SQLite database in this process: a file in WAL mode, or an isolated in-memory
@@ -73,6 +78,9 @@ type Embedded struct {
 // fresh in-memory database that no other Open call can see. Files are put in WAL mode with
 // foreign keys enforced; missing files are created.
 func OpenEmbedded(ctx context.Context, path string) (*Embedded, error) {
+	// Readers run beside the writer, one per processor (two at least): decisions read only on a
+	// cache miss, and a query keeps its reader for about a millisecond.
+	readers := min(max(runtime.GOMAXPROCS(0), 2), 8)
 	db := &Embedded{readers: make(chan *conn, readers), ro: map[string]bool{}, opened: time.Now()}
 	file := true
 	switch {
@@ -119,7 +127,7 @@ func OpenEmbedded(ctx context.Context, path string) (*Embedded, error) {
 		}
 	}
 	for range readers {
-		c, err := db.open(ctx, 8<<20)
+		c, err := db.open(ctx, readerCache)
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("kavach: opening sqlite database %q: %w", path, err)

@@ -58,6 +58,10 @@ type remoteBase struct {
 	closed atomic.Bool
 }
 
+// PlansEveryStatement tells writers that the server prepares each statement anew (see
+// storage.PlansEveryStatement).
+func (db *remoteBase) PlansEveryStatement() bool { return true }
+
 func newRemoteBase(url, token string) remoteBase {
 	return remoteBase{url: url, token: token, writer: make(chan struct{}, 1)}
 }

@@ -156,3 +156,26 @@ func TestOneWriteBatchAtATimePerHandle(t *testing.T) {
 		t.Fatalf("rows: %v %v", res, err)
 	}
 }
+
+// A libSQL server plans every statement it is sent, so writers merge rows into few statements;
+// the embedded database prepares once and is not such a database. The hint survives the
+// wrapper that storage.Open puts around a lazily checked server.
+func TestRemoteServersPlanEveryStatement(t *testing.T) {
+	for _, c := range []struct {
+		b    storagetest.Backend
+		want bool
+	}{{testdb.SqldHTTP(), true}, {testdb.SqldWebSocket(), true}, {testdb.SQLiteFile(), false}} {
+		cfg := c.b.New(t).Config
+		for _, lazy := range []bool{false, true} {
+			cfg.Lazy = lazy
+			db, err := storage.Open(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := storage.PlansEveryStatement(db); got != c.want {
+				t.Errorf("%s (lazy %v): PlansEveryStatement %v, want %v", c.b.Name, lazy, got, c.want)
+			}
+			db.Close()
+		}
+	}
+}
