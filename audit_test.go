@@ -344,3 +344,42 @@ func TestAuditTrailsStayWholeUnderConcurrentBatches(t *testing.T) {
 		}
 	}, func(c *kavach.Config) { c.Agents.MaxPerUser = -1 })
 }
+
+// Rows with large arguments fill a batch past what one merged statement carries, so the batch
+// is written in several statements, each linking to the chain the one before it left.
+func TestAuditBatchesOfLargeRowsAreWrittenWhole(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		a := e.agent(t, "u", perm("r:*", "read"))
+		big := strings.Repeat("x", 60<<10)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var want []string
+		for g := range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d, err := e.k.Authorize(ctx, a.ID, kavach.Request{Action: "read", Resource: fmt.Sprintf("r:%d", g), Arguments: map[string]any{"blob": big}})
+				if err != nil || !d.Allowed {
+					t.Errorf("%+v %v", d, err)
+					return
+				}
+				mu.Lock()
+				want = append(want, d.AuditID)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		var got []string
+		for _, x := range must[[]kavach.AuditEntry](t)(e.k.Audit.Query(ctx, kavach.AuditFilter{AgentID: a.ID, Limit: 100})) {
+			got = append(got, x.ID)
+			if len(x.Parameters) < 60<<10 {
+				t.Errorf("entry %s: parameters of %d bytes", x.ID, len(x.Parameters))
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%d entries found by agent, %d decided", len(got), len(want))
+		}
+	})
+}
