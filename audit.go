@@ -196,19 +196,19 @@ func (a *Audit) chained(f AuditFilter) bool {
 // a chain is not followed past a link older than Since, which is safe because chain time never
 // decreases along a chain and a row's timestamp is at most its chain time (schema.sql).
 func (a *Audit) chainStmt(f AuditFilter, from any, cols, where string, args []any) storage.Stmt {
-	next := "SELECT l.*, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) FROM chain CROSS JOIN kavach_audit_logs AS l ON l.id = chain.prev_id"
+	const row = "SELECT l.*, " + chainTime + " AS chain_ts FROM "
+	next := row + "chain CROSS JOIN kavach_audit_logs AS l ON l.id = chain.prev_id"
 	var start string
 	var cargs []any
 	switch {
 	case from != nil:
-		start = "SELECT l.*, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) AS chain_ts FROM kavach_audit_logs AS l WHERE l.id = ?"
+		start = row + "kavach_audit_logs AS l WHERE l.id = ?"
 		cargs = append(cargs, from)
 	case f.AgentID != "":
-		start = "SELECT l.*, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) AS chain_ts FROM kavach_audit_heads AS h " +
-			"CROSS JOIN kavach_audit_logs AS l ON l.id = h.last_id WHERE h.agent_id = ?"
+		start = row + "kavach_audit_heads AS h CROSS JOIN kavach_audit_logs AS l ON l.id = h.last_id WHERE h.agent_id = ?"
 		cargs = append(cargs, f.AgentID)
 	default:
-		start = "SELECT l.*, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) AS chain_ts FROM kavach_agents AS ag CROSS JOIN kavach_audit_heads AS h ON h.agent_id = ag.id " +
+		start = row + "kavach_agents AS ag CROSS JOIN kavach_audit_heads AS h ON h.agent_id = ag.id " +
 			"CROSS JOIN kavach_audit_logs AS l ON l.id = h.last_id WHERE ag.owner_id = ?"
 		cargs = append(cargs, f.UserID)
 	}

@@ -109,49 +109,13 @@ func batchStmts(d storage.Dialect, rows []*AuditRow, fewStatements bool) (stmts 
 			return out
 		}
 	}
-	const insert = "INSERT INTO kavach_audit_logs (" + auditInsertColumns + ") SELECT v.id, v.agent_id, v.user_id, v.tenant_id, v.action, v.resource, " +
-		"v.parameters, v.result, v.reason, v.duration_ms, v.ip, v.user_agent, v.ts FROM "
-	const join = " JOIN kavach_agents AS a ON a.id = v.agent_id AND (v.version = 0 OR a.version = v.version)"
-	for start := 0; start < len(rows); {
-		end, size := start, 0
-		for ; end < len(rows) && (end == start || size < maxMergedBytes); end++ {
+	for start, end := 0, 0; start < len(rows); start = end {
+		size := 0
+		for end = start; end < len(rows) && (end == start || size < maxMergedBytes); end++ {
 			r := rows[end]
 			size += 256 + len(r.Parameters) + len(r.Reason) + len(r.Resource) + len(r.UserAgent)
 		}
-		if d != storage.MySQL {
-			b := make([]byte, 0, size)
-			b = append(b, '[')
-			for i, r := range rows[start:end] {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = r.appendJSON(b)
-			}
-			b = append(b, ']')
-			if d == storage.SQLite {
-				stmts = append(stmts, storage.Stmt{SQL: sqliteBulkInsert, Args: []any{string(b)}}, storage.Stmt{SQL: sqliteBulkHeads, Args: []any{string(b)}})
-				start = end
-				continue
-			}
-			stmts = append(stmts, storage.Stmt{SQL: insert + "json_to_recordset(?::json) AS v(id text, agent_id text, user_id text, tenant_id text, action text, " +
-				"resource text, parameters text, result text, reason text, duration_ms bigint, ip text, user_agent text, ts bigint, version bigint)" + join,
-				Args: []any{string(b)}})
-		} else {
-			var b strings.Builder
-			args := make([]any, 0, 14*(end-start))
-			b.WriteString(insert + "(")
-			for i, r := range rows[start:end] {
-				if i > 0 {
-					b.WriteString(" UNION ALL ")
-				}
-				b.WriteString("SELECT ? AS id, ? AS agent_id, ? AS user_id, ? AS tenant_id, ? AS action, ? AS resource, ? AS parameters, ? AS result, " +
-					"? AS reason, ? AS duration_ms, ? AS ip, ? AS user_agent, ? AS ts, ? AS version")
-				args = append(append(args, r.values()...), r.Version)
-			}
-			b.WriteString(") AS v" + join)
-			stmts = append(stmts, storage.Stmt{SQL: b.String(), Args: args})
-		}
-		start = end
+		stmts = append(stmts, mergedStmts(d, rows[start:end], size)...)
 	}
 	return stmts, func(res []storage.Result) []bool {
 		var n int64
@@ -170,6 +134,52 @@ func batchStmts(d storage.Dialect, rows []*AuditRow, fewStatements bool) (stmts 
 		return out
 	}
 }
+
+// mergedStmts writes rows, about size bytes of values, in one INSERT … SELECT (and on the SQLite
+// family one statement more that moves the chain heads).
+func mergedStmts(d storage.Dialect, rows []*AuditRow, size int) []storage.Stmt {
+	if d == storage.MySQL {
+		var b strings.Builder
+		args := make([]any, 0, 14*len(rows))
+		b.WriteString(mergedInsert + "(")
+		for i, r := range rows {
+			if i > 0 {
+				b.WriteString(" UNION ALL ")
+			}
+			b.WriteString("SELECT ? AS id, ? AS agent_id, ? AS user_id, ? AS tenant_id, ? AS action, ? AS resource, ? AS parameters, ? AS result, " +
+				"? AS reason, ? AS duration_ms, ? AS ip, ? AS user_agent, ? AS ts, ? AS version")
+			args = append(append(args, r.values()...), r.Version)
+		}
+		b.WriteString(") AS v" + mergedJoin)
+		return []storage.Stmt{{SQL: b.String(), Args: args}}
+	}
+	b := make([]byte, 0, size)
+	b = append(b, '[')
+	for i, r := range rows {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = r.appendJSON(b)
+	}
+	rowsJSON := string(append(b, ']'))
+	if d == storage.SQLite {
+		return []storage.Stmt{{SQL: sqliteBulkInsert, Args: []any{rowsJSON}}, {SQL: sqliteBulkHeads, Args: []any{rowsJSON}}}
+	}
+	return []storage.Stmt{{SQL: mergedInsert + "json_to_recordset(?::json) AS v(id text, agent_id text, user_id text, tenant_id text, action text, " +
+		"resource text, parameters text, result text, reason text, duration_ms bigint, ip text, user_agent text, ts bigint, version bigint)" + mergedJoin,
+		Args: []any{rowsJSON}}}
+}
+
+// mergedInsert and mergedJoin surround the rows of a merged insert on Postgres and MySQL (v).
+const (
+	mergedInsert = "INSERT INTO kavach_audit_logs (" + auditInsertColumns + ") SELECT v.id, v.agent_id, v.user_id, v.tenant_id, v.action, v.resource, " +
+		"v.parameters, v.result, v.reason, v.duration_ms, v.ip, v.user_agent, v.ts FROM "
+	mergedJoin = " JOIN kavach_agents AS a ON a.id = v.agent_id AND (v.version = 0 OR a.version = v.version)"
+)
+
+// chainTime is the chain time of audit row l (schema.sql): the larger of its timestamp and the
+// chain time of the row before it.
+const chainTime = "MAX(l.timestamp, COALESCE(l.prev_ts, 0))"
 
 // sqliteBulkInsert writes the rows of a JSON array (AuditRow.appendJSON) on the SQLite family,
 // for servers that plan every statement (storage.PlansEveryStatement): each accepted row links
@@ -192,7 +202,7 @@ const (
 		"LEFT JOIN kavach_audit_heads AS h ON h.agent_id = r.agent_id " +
 		"WINDOW w AS (PARTITION BY r.agent_id ORDER BY r.pos) ORDER BY r.pos"
 	sqliteBulkHeads = "INSERT INTO kavach_audit_heads (agent_id, last_id, last_ts) " +
-		"SELECT agent_id, id, chain_ts FROM (SELECT l.agent_id, l.id, MAX(l.timestamp, COALESCE(l.prev_ts, 0)) AS chain_ts, " +
+		"SELECT agent_id, id, chain_ts FROM (SELECT l.agent_id, l.id, " + chainTime + " AS chain_ts, " +
 		"ROW_NUMBER() OVER (PARTITION BY l.agent_id ORDER BY j.key DESC) AS n " +
 		"FROM json_each(?) AS j CROSS JOIN kavach_audit_logs AS l ON l.id = j.value ->> 'id') WHERE n = 1 AND changes() > 0 " +
 		"ON CONFLICT (agent_id) DO UPDATE SET last_id = excluded.last_id, last_ts = MAX(excluded.last_ts, kavach_audit_heads.last_ts)"

@@ -229,6 +229,7 @@ func fillAudit(b *testing.B, f *benchFixture) {
 	base := time.Now().Add(-rows / 10 * time.Second).Unix()
 	cols := "INSERT INTO kavach_audit_logs (id, agent_id, user_id, action, resource, parameters, result, reason, duration_ms, ip, user_agent, timestamp) "
 	var st storage.Stmt
+	var after []storage.Stmt // run in the same batch, after st
 	switch f.k.DB().Dialect() {
 	case storage.SQLite:
 		// Each agent's rows are chained as the core chains them: row x follows row x - 1000.
@@ -243,11 +244,7 @@ func fillAudit(b *testing.B, f *benchFixture) {
 		FROM c JOIN a ON a.n = c.x % 1000`, rows-1, base, base, base, base)
 		heads := storageStmt(`INSERT INTO kavach_audit_heads (agent_id, last_id, last_ts) SELECT agent_id, id, timestamp FROM (SELECT agent_id, id, timestamp,
 			ROW_NUMBER() OVER (PARTITION BY agent_id ORDER BY timestamp DESC, id DESC) AS n FROM kavach_audit_logs) WHERE n = 1`)
-		defer func() {
-			if _, err := f.k.DB().Exec(context.Background(), heads); err != nil {
-				b.Fatal(err)
-			}
-		}()
+		after = append(after, heads)
 	case storage.Postgres:
 		st = storageStmt(cols+`
 		SELECT lpad(to_hex((?::bigint + x / 10) * 1000 + x % 10), 12, '0') || '-7000-8000-' || lpad(to_hex(x), 12, '0'), a.id, a.owner_id, 'read', 'mcp:github:repos', '{}',
@@ -263,7 +260,7 @@ func fillAudit(b *testing.B, f *benchFixture) {
 		      FROM `+digits("d0")+` CROSS JOIN `+digits("d1")+` CROSS JOIN `+digits("d2")+` CROSS JOIN `+digits("d3")+` CROSS JOIN `+digits("d4")+` CROSS JOIN `+digits("d5")+`) c
 		JOIN (SELECT id, owner_id, ROW_NUMBER() OVER (ORDER BY id) - 1 AS n FROM kavach_agents) a ON a.n = c.x % 1000`, base, base)
 	}
-	if _, err := f.k.DB().Exec(context.Background(), st); err != nil {
+	if _, err := f.k.DB().Exec(context.Background(), append([]storage.Stmt{st}, after...)...); err != nil {
 		b.Fatal(err)
 	}
 	if n := auditCount(b, f.k); n != rows {

@@ -472,24 +472,16 @@ var discardLog nopLogger
 // Operations: "handle" (an HTTP request through the API), "authorize" and "authorizeToken" (the
 // hot paths, without HTTP), "migrate" (create or upgrade the schema) and "verify" (check it).
 func Step(ctx context.Context, envelope []byte) []byte {
-	if len(envelope) == 0 || envelope[0] != '{' {
-		return stepError("UNSUPPORTED_CODEC", "the first byte of an envelope names its codec; only '{' (JSON) is supported")
-	}
-	return step(ctx, bytes.Clone(envelope))
+	return StepInPlace(ctx, bytes.Clone(envelope))
 }
 
 // StepInPlace is Step for a caller that hands the envelope over, as the WebAssembly module does
 // with the buffer the host wrote it into: the step may write to it and refer to it, so the
 // caller must not use it again. It saves copying the envelope.
-func StepInPlace(ctx context.Context, envelope []byte) []byte {
+func StepInPlace(ctx context.Context, envelope []byte) (out []byte) {
 	if len(envelope) == 0 || envelope[0] != '{' {
 		return stepError("UNSUPPORTED_CODEC", "the first byte of an envelope names its codec; only '{' (JSON) is supported")
 	}
-	return step(ctx, envelope)
-}
-
-// step runs a step on an envelope it owns.
-func step(ctx context.Context, envelope []byte) (out []byte) {
 	defer func() {
 		if p := recover(); p != nil {
 			out = stepError("INTERNAL_ERROR", fmt.Sprintf("step panicked: %v", p))

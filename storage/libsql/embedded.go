@@ -231,7 +231,7 @@ func (db *Embedded) checkpointer() {
 		// WAL, though, and with a writer that commits back to back there is never a moment when
 		// the WAL is both fully copied and unused, so SQLite never starts it over: the file grows
 		// without bound and every checkpoint re-reads all of it. RESTART finishes the few frames
-		// added meanwhile while holding writers off (they wait through their busy timeout), after
+		// added meanwhile while holding writers off (they wait in their busy handler, shortWaits), after
 		// which the next commit writes from the start of the WAL again.
 		// PASSIVE runs again while the writer added more than restartFrames meanwhile, so that
 		// RESTART has little left to copy while it holds the writer off.

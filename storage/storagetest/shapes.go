@@ -122,7 +122,7 @@ func testCoreShapes(t *testing.T, b Backend) {
 
 	if d == storage.SQLite {
 		t.Run("ChainedAuditInsertAndWalk", func(t *testing.T) {
-			// authorize.go auditStmts on the SQLite family: the row links to its agent's chain
+			// auditsink.go AuditRow.Stmts on the SQLite family: the row links to its agent's chain
 			// head, and the head moves only if the row went in (changes() of the insert).
 			ins := "INSERT OR IGNORE INTO kavach_audit_logs (id, agent_id, user_id, tenant_id, action, resource, parameters, result, reason, duration_ms, ip, user_agent, timestamp, prev_id, prev_ts) " +
 				"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, h.last_id, h.last_ts FROM kavach_agents a LEFT JOIN kavach_audit_heads h ON h.agent_id = a.id WHERE a.id = ? AND a.version = ?"
