@@ -166,7 +166,7 @@ func mergedStmts(d storage.Dialect, rows []*AuditRow, size int) []storage.Stmt {
 		return []storage.Stmt{{SQL: sqliteBulkInsert, Args: []any{rowsJSON}}, {SQL: sqliteBulkHeads, Args: []any{rowsJSON}}}
 	}
 	return []storage.Stmt{{SQL: mergedInsert + "json_to_recordset(?::json) AS v(id text, agent_id text, user_id text, tenant_id text, action text, " +
-		"resource text, parameters text, result text, reason text, duration_ms bigint, ip text, user_agent text, ts bigint, version bigint)" + mergedJoin,
+		"resource text, parameters text, result text, reason text, duration_ms bigint, ip text, user_agent text, ts bigint, version bigint)" + pgMergedJoin,
 		Args: []any{rowsJSON}}}
 }
 
@@ -175,6 +175,10 @@ const (
 	mergedInsert = "INSERT INTO kavach_audit_logs (" + auditInsertColumns + ") SELECT v.id, v.agent_id, v.user_id, v.tenant_id, v.action, v.resource, " +
 		"v.parameters, v.result, v.reason, v.duration_ms, v.ip, v.user_agent, v.ts FROM "
 	mergedJoin = " JOIN kavach_agents AS a ON a.id = v.agent_id AND (v.version = 0 OR a.version = v.version)"
+	// pgMergedJoin is mergedJoin for Postgres, which guesses that a function returns 100 rows
+	// and so joins them by hashing the whole agents table, a scan of every agent per batch.
+	// OFFSET 0 keeps the lateral subquery apart, so each row looks its agent up by key.
+	pgMergedJoin = " CROSS JOIN LATERAL (SELECT 1 FROM kavach_agents AS a WHERE a.id = v.agent_id AND (v.version = 0 OR a.version = v.version) OFFSET 0) AS a"
 )
 
 // chainTime is the chain time of audit row l (schema.sql): the larger of its timestamp and the
