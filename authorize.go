@@ -208,18 +208,7 @@ func (k *Kavach) load(ctx context.Context, sub *subject, useCache bool) (*snapsh
 	if sub.hash != "" && !sameHash(s.row.tokenHash, sub.hash) {
 		return nil, false, nil
 	}
-	perms := make([]Permission, 0, len(res[1].Rows))
-	for _, r := range res[1].Rows {
-		p, err := scanPermission(r)
-		if err != nil {
-			s.setErr = err
-			break
-		}
-		perms = append(perms, p)
-	}
-	if s.setErr == nil {
-		s.set, s.setErr = policy.Compile(perms)
-	}
+	s.set, s.setErr = compiledSets.compile(res[1].Rows)
 	k.cache.put(s)
 	return s, conditional, nil
 }

@@ -297,3 +297,50 @@ func TestConcurrentDecisionsAreEachAuditedOnce(t *testing.T) {
 		}
 	}, func(c *kavach.Config) { c.Agents.MaxPerUser = -1 })
 }
+
+// Compiled permission sets are remembered process-wide by the stored text of their rows. Lists
+// that differ only where one field ends and the next begins, or only in constraints, must not be
+// taken for each other; a list whose stored text is corrupt fails closed for its agent
+// while an agent with the valid list of the same shape keeps working.
+func TestPermissionListsAreCompiledByTheirWholeStoredText(t *testing.T) {
+	e := newEnv(t)
+	other := e.other(t) // decides from the database, not from e.k's cache of agents
+	a := e.agent(t, "u", perm("db:x", "read"), perm("mcp:github:*", "read"))
+	b := e.agent(t, "u", perm("db:x", "read"), perm("mcp:github:*", "read"))
+	c := e.agent(t, "u", perm("db:x", "read"), kavach.Permission{Resource: "mcp:github:*", Actions: []string{"read"}, Constraints: &kavach.Constraints{RequireApproval: true}})
+	for _, id := range []string{a.ID, b.ID} {
+		if d := decide(t, other, id, "read", "mcp:github:repos"); !d.Allowed {
+			t.Fatalf("%s: %+v", id, d)
+		}
+	}
+	if d := decide(t, other, c.ID, "read", "mcp:github:repos"); d.Allowed || d.Code != "APPROVAL_REQUIRED" {
+		t.Errorf("the constraint of an otherwise identical list was lost: %+v", d)
+	}
+	// Move the boundary between resource and actions: 'db:x' + '["read"]' and 'db:x["read"' + ']'
+	// concatenate to the same bytes.
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := e.k.DB().Exec(ctx, storageStmt(sql, args...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`UPDATE kavach_permissions SET resource = 'db:x["read"', actions = ']' WHERE agent_id = ? AND resource = 'db:x'`, b.ID)
+	exec(`UPDATE kavach_agents SET version = version + 1 WHERE id = ?`, b.ID)
+	if d := decide(t, other, b.ID, "read", "mcp:github:repos"); d.Allowed || d.Code != "STORAGE_ERROR" {
+		t.Errorf("a corrupt list was taken for the valid one it concatenates like: %+v", d)
+	}
+	if d := decide(t, other, a.ID, "read", "db:x"); !d.Allowed {
+		t.Errorf("the valid list stopped working: %+v", d)
+	}
+	// Constraints NULL, then the text 'null' (also none), then an object.
+	exec(`UPDATE kavach_permissions SET constraints = 'null' WHERE agent_id = ?`, a.ID)
+	exec(`UPDATE kavach_agents SET version = version + 1 WHERE id = ?`, a.ID)
+	if d := decide(t, other, a.ID, "read", "mcp:github:repos"); !d.Allowed {
+		t.Errorf("constraints 'null': %+v", d)
+	}
+	exec(`UPDATE kavach_permissions SET constraints = '{"requireApproval":true}' WHERE agent_id = ?`, a.ID)
+	exec(`UPDATE kavach_agents SET version = version + 1 WHERE id = ?`, a.ID)
+	if d := decide(t, other, a.ID, "read", "mcp:github:repos"); d.Allowed || d.Code != "APPROVAL_REQUIRED" {
+		t.Errorf("changed constraints not seen: %+v", d)
+	}
+}
