@@ -2,6 +2,7 @@ package kavach
 
 import (
 	"encoding/binary"
+	"strings"
 	"sync"
 
 	"github.com/kavachdev/kavach/policy"
@@ -133,7 +134,9 @@ func (c *setMemo) compile(rows [][]any) (*policy.Set, error) {
 	}
 	perms := make([]Permission, 0, len(rows))
 	for _, r := range rows {
-		p, err := scanPermission(r)
+		// The set outlives this load: its strings must not share memory with the rows, which
+		// a step decodes in place in its envelope (the whole envelope would stay alive).
+		p, err := scanPermission([]any{nil, strings.Clone(asString(r[1])), strings.Clone(asString(r[2])), r[3]})
 		if err != nil {
 			e.err = err
 			break

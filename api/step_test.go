@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -198,4 +199,44 @@ func FuzzStep(f *testing.F) {
 			t.Fatalf("status %q", out.Status)
 		}
 	})
+}
+
+// StepInPlace decodes in the envelope's own memory. What the core keeps after a step (compiled
+// permission sets are remembered process-wide) must not share that memory: a host may reuse the
+// buffer, and keeping it alive would keep whole envelopes alive. The step function here
+// scribbles over each envelope once its step is done; decisions made afterwards from the
+// remembered set must be unaffected.
+func TestStepKeepsNothingOfItsEnvelope(t *testing.T) {
+	db := migrated(t)
+	key := createKey(t, db)
+	scribbling := func(ctx context.Context, env []byte) ([]byte, error) {
+		b := bytes.Clone(env)
+		out := api.StepInPlace(ctx, b)
+		for i := range b {
+			b[i] = 'x'
+		}
+		return out, nil
+	}
+	run := func(op string, input any) api.StepOutput {
+		t.Helper()
+		in, _ := json.Marshal(input)
+		out, _, err := api.Drive(context.Background(), scribbling, db, api.StepInput{Op: op, Input: in, Now: stepNow, Seed: api.NewSeed(sha256.Sum256([]byte(op)))}, 64)
+		if err != nil || out.Status != "done" {
+			t.Fatalf("%s: %v %+v", op, err, out.Error)
+		}
+		return out
+	}
+	// A permission list no other test uses, so this test's first decision compiles it.
+	out := run("handle", map[string]any{"method": "POST", "path": "/agents",
+		"headers": map[string]string{"authorization": "Bearer " + key, "content-type": "application/json"},
+		"body":    `{"ownerId":"u","name":"n","type":"autonomous","permissions":[{"resource":"scribble:keeps:*","actions":["read","list"]}]}`})
+	var created struct{ Body string }
+	json.Unmarshal(out.Result, &created)
+	var agent struct{ ID string }
+	json.Unmarshal([]byte(created.Body), &agent)
+	for i := range 3 {
+		if out := run("authorize", map[string]any{"agentId": agent.ID, "action": "list", "resource": "scribble:keeps:x"}); !strings.Contains(string(out.Result), `"allowed":true`) {
+			t.Fatalf("decision %d: %s", i, out.Result)
+		}
+	}
 }
