@@ -404,15 +404,22 @@ func (r *agentRow) effectiveStatus(now int64) AgentStatus {
 	return AgentStatus(r.status)
 }
 
+// scanPermission reads a row of kavach_permissions (agent_id, resource, actions, constraints).
 func scanPermission(r []any) (Permission, error) {
-	p := Permission{Resource: asString(r[1])}
+	return permissionOf(asString(r[1]), asString(r[2]), asString(r[3]))
+}
+
+// permissionOf decodes the stored text of a permission; the result refers to resource and
+// actions.
+func permissionOf(resource, actions, c string) (Permission, error) {
+	p := Permission{Resource: resource}
 	var ok bool
-	if p.Actions, ok = simpleStrings(asString(r[2])); !ok {
-		if err := json.Unmarshal([]byte(asString(r[2])), &p.Actions); err != nil {
+	if p.Actions, ok = simpleStrings(actions); !ok {
+		if err := json.Unmarshal([]byte(actions), &p.Actions); err != nil {
 			return p, fmt.Errorf("actions of a permission on %q are not a JSON array: %v", p.Resource, err)
 		}
 	}
-	if c := asString(r[3]); c != "" && c != "null" {
+	if c != "" && c != "null" {
 		p.Constraints = new(Constraints)
 		if err := json.Unmarshal([]byte(c), p.Constraints); err != nil {
 			return p, fmt.Errorf("constraints of a permission on %q do not decode: %v", p.Resource, err)

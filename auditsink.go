@@ -150,7 +150,7 @@ func mergedStmts(d storage.Dialect, rows []*AuditRow, size int) []storage.Stmt {
 				"? AS reason, ? AS duration_ms, ? AS ip, ? AS user_agent, ? AS ts, ? AS version")
 			args = append(append(args, r.values()...), r.Version)
 		}
-		b.WriteString(") AS v" + mergedJoin)
+		b.WriteString(") AS v" + mysqlMergedJoin)
 		return []storage.Stmt{{SQL: b.String(), Args: args}}
 	}
 	b := make([]byte, 0, size)
@@ -170,14 +170,15 @@ func mergedStmts(d storage.Dialect, rows []*AuditRow, size int) []storage.Stmt {
 		Args: []any{rowsJSON}}}
 }
 
-// mergedInsert and mergedJoin surround the rows of a merged insert on Postgres and MySQL (v).
+// mergedInsert comes before the rows of a merged insert on Postgres and MySQL (v); the join after
+// them keeps the rows whose agent exists and, for a conditional row, is still at its version.
 const (
 	mergedInsert = "INSERT INTO kavach_audit_logs (" + auditInsertColumns + ") SELECT v.id, v.agent_id, v.user_id, v.tenant_id, v.action, v.resource, " +
 		"v.parameters, v.result, v.reason, v.duration_ms, v.ip, v.user_agent, v.ts FROM "
-	mergedJoin = " JOIN kavach_agents AS a ON a.id = v.agent_id AND (v.version = 0 OR a.version = v.version)"
-	// pgMergedJoin is mergedJoin for Postgres, which guesses that a function returns 100 rows
-	// and so joins them by hashing the whole agents table, a scan of every agent per batch.
-	// OFFSET 0 keeps the lateral subquery apart, so each row looks its agent up by key.
+	mysqlMergedJoin = " JOIN kavach_agents AS a ON a.id = v.agent_id AND (v.version = 0 OR a.version = v.version)"
+	// Postgres guesses that a function returns 100 rows, and would join them by hashing the whole
+	// agents table, a scan of every agent per batch. OFFSET 0 keeps the lateral subquery apart,
+	// so each row looks its agent up by key.
 	pgMergedJoin = " CROSS JOIN LATERAL (SELECT 1 FROM kavach_agents AS a WHERE a.id = v.agent_id AND (v.version = 0 OR a.version = v.version) OFFSET 0) AS a"
 )
 

@@ -318,14 +318,16 @@ func TestPermissionListsAreCompiledByTheirWholeStoredText(t *testing.T) {
 	}
 	// Move the boundary between resource and actions: 'db:x' + '["read"]' and 'db:x["read"' + ']'
 	// concatenate to the same bytes.
-	exec := func(sql string, args ...any) {
+	// change rewrites an agent's stored permissions behind the core's back, and moves its version
+	// on as the core does, in the same batch.
+	change := func(id, set, where string) {
 		t.Helper()
-		if _, err := e.k.DB().Exec(ctx, storageStmt(sql, args...)); err != nil {
+		if _, err := e.k.DB().Exec(ctx, storageStmt("UPDATE kavach_permissions SET "+set+" WHERE agent_id = ?"+where, id),
+			storageStmt("UPDATE kavach_agents SET version = version + 1 WHERE id = ?", id)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	exec(`UPDATE kavach_permissions SET resource = 'db:x["read"', actions = ']' WHERE agent_id = ? AND resource = 'db:x'`, b.ID)
-	exec(`UPDATE kavach_agents SET version = version + 1 WHERE id = ?`, b.ID)
+	change(b.ID, `resource = 'db:x["read"', actions = ']'`, ` AND resource = 'db:x'`)
 	if d := decide(t, other, b.ID, "read", "mcp:github:repos"); d.Allowed || d.Code != "STORAGE_ERROR" {
 		t.Errorf("a corrupt list was taken for the valid one it concatenates like: %+v", d)
 	}
@@ -333,13 +335,11 @@ func TestPermissionListsAreCompiledByTheirWholeStoredText(t *testing.T) {
 		t.Errorf("the valid list stopped working: %+v", d)
 	}
 	// Constraints NULL, then the text 'null' (also none), then an object.
-	exec(`UPDATE kavach_permissions SET constraints = 'null' WHERE agent_id = ?`, a.ID)
-	exec(`UPDATE kavach_agents SET version = version + 1 WHERE id = ?`, a.ID)
+	change(a.ID, `constraints = 'null'`, "")
 	if d := decide(t, other, a.ID, "read", "mcp:github:repos"); !d.Allowed {
 		t.Errorf("constraints 'null': %+v", d)
 	}
-	exec(`UPDATE kavach_permissions SET constraints = '{"requireApproval":true}' WHERE agent_id = ?`, a.ID)
-	exec(`UPDATE kavach_agents SET version = version + 1 WHERE id = ?`, a.ID)
+	change(a.ID, `constraints = '{"requireApproval":true}'`, "")
 	if d := decide(t, other, a.ID, "read", "mcp:github:repos"); d.Allowed || d.Code != "APPROVAL_REQUIRED" {
 		t.Errorf("changed constraints not seen: %+v", d)
 	}

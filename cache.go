@@ -121,7 +121,7 @@ func (c *setMemo) compile(rows [][]any) (*policy.Set, error) {
 	var buf [512]byte
 	key := buf[:0]
 	for _, r := range rows {
-		for _, v := range r[1:4] { // what scanPermission reads, NULL as ""
+		for _, v := range r[1:4] { // resource, actions, constraints as permissionOf reads them
 			s := asString(v)
 			key = append(binary.AppendUvarint(key, uint64(len(s))), s...)
 		}
@@ -136,7 +136,7 @@ func (c *setMemo) compile(rows [][]any) (*policy.Set, error) {
 	for _, r := range rows {
 		// The set outlives this load: its strings must not share memory with the rows, which
 		// a step decodes in place in its envelope (the whole envelope would stay alive).
-		p, err := scanPermission([]any{nil, strings.Clone(asString(r[1])), strings.Clone(asString(r[2])), r[3]})
+		p, err := permissionOf(strings.Clone(asString(r[1])), strings.Clone(asString(r[2])), asString(r[3]))
 		if err != nil {
 			e.err = err
 			break
