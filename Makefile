@@ -15,7 +15,7 @@ build:
 
 ## wasm: the WebAssembly (wasip1 reactor) build of the core, with its raw and gzip sizes. fmt is
 ## compiled without inlining: it only formats messages, and that makes the module 52 KB smaller
-## (19.5 KB gzip). The module's tests (host/wasmhost, edge) build it with the same flags.
+## (19.5 KB gzip). The module's tests build it with the same flags (internal/wasmbuild).
 wasm:
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags="-s -w" -gcflags=fmt=-l -o $(WASM) ./wasm
 	@printf '%s: %s bytes raw, %s bytes gzip\n' $(WASM) $$(wc -c < $(WASM)) $$(gzip -9 -c $(WASM) | wc -c)

@@ -33,6 +33,7 @@ import (
 
 	"github.com/kavachdev/kavach/api"
 	"github.com/kavachdev/kavach/api/apitest"
+	"github.com/kavachdev/kavach/internal/wasmbuild"
 	"github.com/kavachdev/kavach/storage"
 	_ "github.com/kavachdev/kavach/storage/libsql"
 	"github.com/kavachdev/kavach/storage/storagetest/testdb"
@@ -53,10 +54,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	wasmPath = filepath.Join(dir, "kavach.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-gcflags=fmt=-l", "-o", wasmPath, "../wasm")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the module: %v\n%s", err, b)
+	if err := wasmbuild.Build(wasmPath); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

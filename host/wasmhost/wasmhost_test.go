@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/kavachdev/kavach/api"
 	"github.com/kavachdev/kavach/api/apitest"
 	"github.com/kavachdev/kavach/host/wasmhost"
+	"github.com/kavachdev/kavach/internal/wasmbuild"
 	"github.com/kavachdev/kavach/storage"
 	"github.com/kavachdev/kavach/storage/libsql"
 )
@@ -34,10 +34,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	out := filepath.Join(dir, "kavach.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-gcflags=fmt=-l", "-o", out, "../../wasm")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the module: %v\n%s", err, b)
+	if err := wasmbuild.Build(out); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	if wasmBytes, err = os.ReadFile(out); err != nil {
