@@ -68,20 +68,27 @@ func (r *AuditRow) Stmts(d storage.Dialect) []storage.Stmt {
 		return []storage.Stmt{{SQL: "INSERT INTO kavach_audit_logs (" + auditInsertColumns + ") SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM kavach_agents WHERE id = ? AND version = ?",
 			Args: append(args, r.AgentID, r.Version)}}
 	}
-	insert := "INSERT OR IGNORE INTO kavach_audit_logs (" + auditInsertColumns + ", prev_id, prev_ts) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, h.last_id, h.last_ts " +
-		"FROM kavach_agents a LEFT JOIN kavach_audit_heads h ON h.agent_id = a.id WHERE a.id = ?"
+	insert := sqliteInsert
 	args = append(args, r.AgentID)
 	if r.Version != 0 {
-		insert += " AND a.version = ?"
+		insert = sqliteInsertAtVersion
 		args = append(args, r.Version)
 	}
 	return []storage.Stmt{
 		{SQL: insert, Args: args},
-		{SQL: "INSERT INTO kavach_audit_heads (agent_id, last_id, last_ts) SELECT ?, ?, ? WHERE changes() > 0 " +
-			"ON CONFLICT (agent_id) DO UPDATE SET last_id = excluded.last_id, last_ts = MAX(excluded.last_ts, kavach_audit_heads.last_ts)",
-			Args: []any{r.AgentID, r.ID, r.Timestamp}},
+		{SQL: sqliteMoveHead, Args: []any{r.AgentID, r.ID, r.Timestamp}},
 	}
 }
+
+// The statements of AuditRow.Stmts on the SQLite family, as constants: the writer looks each up
+// in its cache of prepared statements by its text, once per row.
+const (
+	sqliteInsert = "INSERT OR IGNORE INTO kavach_audit_logs (" + auditInsertColumns + ", prev_id, prev_ts) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, h.last_id, h.last_ts " +
+		"FROM kavach_agents a LEFT JOIN kavach_audit_heads h ON h.agent_id = a.id WHERE a.id = ?"
+	sqliteInsertAtVersion = sqliteInsert + " AND a.version = ?"
+	sqliteMoveHead        = "INSERT INTO kavach_audit_heads (agent_id, last_id, last_ts) SELECT ?, ?, ? WHERE changes() > 0 " +
+		"ON CONFLICT (agent_id) DO UPDATE SET last_id = excluded.last_id, last_ts = MAX(excluded.last_ts, kavach_audit_heads.last_ts)"
+)
 
 // batchStmts returns the statements that write rows in one batch, and how to tell from their
 // results which rows were written.

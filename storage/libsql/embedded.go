@@ -470,8 +470,13 @@ func (c *conn) control(sql string) error {
 		return err
 	}
 	st.s.Step()
-	err = st.s.Err()
-	if rerr := st.s.Reset(); err == nil {
+	return finish(st.s)
+}
+
+// finish ends a statement's run: its error, if any, and the statement reset for its next use.
+func finish(s *sqlite3.Stmt) error {
+	err := s.Err()
+	if rerr := s.Reset(); err == nil {
 		err = rerr
 	}
 	return err
@@ -519,11 +524,7 @@ func (c *conn) exec(s storage.Stmt, out *storage.Result) error {
 		}
 		out.Rows = append(out.Rows, row)
 	}
-	err = stmt.Err()
-	if rerr := stmt.Reset(); err == nil {
-		err = rerr
-	}
-	if err != nil {
+	if err := finish(stmt); err != nil {
 		return classify(err)
 	}
 	if !stmt.ReadOnly() {
