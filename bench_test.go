@@ -269,9 +269,15 @@ func fillAudit(b *testing.B, f *benchFixture) {
 		       CASE WHEN c.x >= 1000 THEN printf('%012x-7000-8000-%012x', (? + (c.x - 1000) / 10) * 1000 + c.x % 10, c.x - 1000) END,
 		       CASE WHEN c.x >= 1000 THEN ? + (c.x - 1000) / 10 END
 		FROM c JOIN a ON a.n = c.x % 1000`, rows-1, base, base, base, base)
-		heads := storageStmt(`INSERT INTO kavach_audit_heads (agent_id, last_id, last_ts) SELECT agent_id, id, timestamp FROM (SELECT agent_id, id, timestamp,
-			ROW_NUMBER() OVER (PARTITION BY agent_id ORDER BY timestamp DESC, id DESC) AS n FROM kavach_audit_logs) WHERE n = 1`)
-		after = append(after, heads)
+		// The heads come from migration 2's backfill (its links are computed above instead).
+		for _, sql := range kavach.Migrations[1].Stmts(storage.SQLite) {
+			if strings.HasPrefix(sql, "INSERT INTO kavach_audit_heads") {
+				after = append(after, storageStmt(sql))
+			}
+		}
+		if len(after) != 1 {
+			b.Fatalf("migration 2 has %d statements that fill kavach_audit_heads, want 1", len(after))
+		}
 	case storage.Postgres:
 		st = storageStmt(cols+`
 		SELECT lpad(to_hex((?::bigint + x / 10) * 1000 + x % 10), 12, '0') || '-7000-8000-' || lpad(to_hex(x), 12, '0'), a.id, a.owner_id, 'read', 'mcp:github:repos', '{}',
