@@ -2,10 +2,10 @@
 // program with wazero, and serves the module's storage needs from any Kavach storage backend.
 //
 // The module is compiled once (with an on-disk compilation cache, so a process start costs
-// about 0.15 s instead of 2.4; see BenchmarkStart), and calls run on a pool of instances: an
-// instance serves one call at a time, because the Go runtime inside it has a single thread. An instance that
-// traps, runs out of its memory limit or is interrupted by its context is thrown away, and the
-// next call gets a fresh one; other calls continue.
+// about 0.1 s instead of 2.4; see BenchmarkStart), and calls run on a pool of instances: an
+// instance serves one call at a time, because the Go runtime inside it has a single thread. An
+// instance that traps, runs out of its memory limit or is interrupted by its context is thrown
+// away, and the next call gets a fresh one; other calls continue.
 //
 //	m, err := wasmhost.New(ctx, wasmhost.Config{Wasm: wasmBytes, CacheDir: dir, DB: db})
 //	d, err := m.Run(ctx, "authorize", map[string]any{"agentId": id, "action": "read", "resource": "mcp:github:repos"})
