@@ -45,7 +45,12 @@ var (
 
 // Schema returns the parsed schema.sql.
 func Schema() (*storage.Schema, error) {
-	schemaOnce.Do(func() { schema, schemaErr = storage.ParseSchema(SchemaSQL) })
+	schemaOnce.Do(func() {
+		schema, schemaErr = storage.ParseSchema(SchemaSQL)
+		if schemaErr == nil {
+			schema.Views = append(schema.Views, auditBatches)
+		}
+	})
 	return schema, schemaErr
 }
 
@@ -55,6 +60,12 @@ func Schema() (*storage.Schema, error) {
 var Migrations = []storage.Migration{
 	{Version: 1, Name: "initial schema", Stmts: func(storage.Dialect) []string { return nil }},
 	{Version: 2, Name: "audit chains on SQLite; audit rows outlive agents and users", Stmts: migrateAuditChains},
+	{Version: 3, Name: "a view that writes a batch of audit rows on SQLite", Stmts: func(d storage.Dialect) []string {
+		if d == storage.SQLite {
+			return auditBatches.DDL
+		}
+		return nil
+	}},
 }
 
 // migrateAuditChains is migration 2. On the SQLite family it links the existing audit rows of

@@ -2,6 +2,7 @@ package kavach_test
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -69,11 +70,12 @@ func TestSkipMigrationsVerifiesAndNamesWhatIsMissing(t *testing.T) {
 		t.Fatalf("empty database: %v", err)
 	}
 	k := must[*kavach.Kavach](t)(kavach.New(ctx, kavach.Config{Database: kavach.Database{URL: path}}))
-	must[[]storage.Result](t)(k.DB().Exec(ctx, storageStmt("ALTER TABLE kavach_agents DROP COLUMN version")))
+	must[[]storage.Result](t)(k.DB().Exec(ctx, storageStmt("ALTER TABLE kavach_agents DROP COLUMN metadata"), storageStmt("DROP VIEW kavach_audit_batches")))
 	k.Close()
 	_, err = kavach.New(ctx, skip)
-	if !errors.As(err, &se) || len(se.MissingTables) != 0 || len(se.MissingColumns) != 1 || se.MissingColumns[0] != "kavach_agents.version" {
-		t.Fatalf("missing column: %v", err)
+	if !errors.As(err, &se) || len(se.MissingTables) != 0 || len(se.MissingColumns) != 1 || se.MissingColumns[0] != "kavach_agents.metadata" ||
+		fmt.Sprint(se.MissingViews) != "[kavach_audit_batches]" {
+		t.Fatalf("missing column and view: %v", err)
 	}
 	if strings.Count(err.Error(), "\n") != 0 {
 		t.Errorf("not one line: %q", err)
@@ -83,7 +85,7 @@ func TestSkipMigrationsVerifiesAndNamesWhatIsMissing(t *testing.T) {
 	defer k.Close()
 	cols := must[[]storage.Result](t)(k.DB().Exec(ctx, storageStmt("SELECT * FROM kavach_agents WHERE 1 = 0")))
 	for _, c := range cols[0].Columns {
-		if c == "version" {
+		if c == "metadata" {
 			t.Error("skipMigrations added the column")
 		}
 	}

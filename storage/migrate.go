@@ -107,6 +107,7 @@ func withMigrationLock(d Dialect, batch []Stmt) []Stmt {
 type SchemaError struct {
 	MissingTables  []string
 	MissingColumns []string // table.column
+	MissingViews   []string
 }
 
 func (e *SchemaError) Error() string {
@@ -117,17 +118,28 @@ func (e *SchemaError) Error() string {
 	if len(e.MissingColumns) > 0 {
 		parts = append(parts, "columns "+strings.Join(e.MissingColumns, ", "))
 	}
+	if len(e.MissingViews) > 0 {
+		parts = append(parts, "views "+strings.Join(e.MissingViews, ", "))
+	}
 	return "kavach: the database schema is incomplete: missing " + strings.Join(parts, "; ") +
 		"; run `kavach migrate` or start without skipMigrations"
 }
 
-// Verify checks, without running any DDL, that every table and column of s exists in db. It
+// Verify checks, without running any DDL, that every table and column of s, and every view of
+// db's dialect, exists in db. It
 // costs one round trip when the schema is complete. The error is a *SchemaError naming
 // everything missing, or a storage error if the database could not be asked.
 func Verify(ctx context.Context, db DB, s *Schema) error {
 	probes := make([]Stmt, len(s.Tables))
 	for i, t := range s.Tables {
 		probes[i] = Stmt{SQL: "SELECT * FROM " + t.Name + " WHERE 1 = 0"}
+	}
+	var views []string
+	for _, v := range s.Views {
+		if v.Dialect == db.Dialect() {
+			views = append(views, v.Name)
+			probes = append(probes, Stmt{SQL: "SELECT * FROM " + v.Name + " WHERE 1 = 0"})
+		}
 	}
 	res, err := db.Exec(ctx, probes...)
 	if err == nil {
@@ -152,6 +164,14 @@ func Verify(ctx context.Context, db DB, s *Schema) error {
 	}
 	if err := compareColumns(s, res); err != nil {
 		se.MissingColumns = err.(*SchemaError).MissingColumns
+	}
+	for i, v := range views {
+		if _, err := db.Exec(ctx, probes[len(s.Tables)+i]); err != nil {
+			if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) || ctx.Err() != nil {
+				return err
+			}
+			se.MissingViews = append(se.MissingViews, v)
+		}
 	}
 	return se
 }

@@ -11,6 +11,17 @@ import (
 type Schema struct {
 	Tables  []*Table
 	Indexes []*Index
+	// Views are added by the program, not parsed from schema.sql (see View).
+	Views []*View
+}
+
+// View is a view that some dialects have, with whatever else its DDL creates (an INSTEAD OF
+// trigger, say): SQL that schema.sql's subset does not describe, so the program adds it to the
+// parsed schema. DDL appends it after the tables and indexes; Verify checks that the view exists.
+type View struct {
+	Name    string
+	Dialect Dialect
+	DDL     []string // idempotent (IF NOT EXISTS)
 }
 
 // Table is one CREATE TABLE statement.
@@ -412,6 +423,11 @@ func (s *Schema) DDL(d Dialect) []string {
 			if ix.In(d) {
 				out = append(out, createIndex(ix))
 			}
+		}
+	}
+	for _, v := range s.Views {
+		if v.Dialect == d {
+			out = append(out, v.DDL...)
 		}
 	}
 	return out

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kavachdev/kavach/internal/jsonw"
@@ -30,10 +31,56 @@ import (
 // it writes), whose statements each run only if the step before succeeded, then COMMIT if the
 // last statement succeeded, then ROLLBACK if COMMIT did not succeed. Either every statement
 // takes effect or none does. A single statement is sent alone and runs in its own transaction.
+//
+// Requests reuse the server's streams. A request without a baton makes sqld open a stream with a
+// database connection of its own, which cost about 1.5 ms of every request on loopback (SELECT 1:
+// 1.9 ms against 0.4 ms on a stream already open). So a request that ended with its stream
+// outside any transaction hands the baton the server returned to the next request; batons idle
+// for longer than hranaStreamIdle are dropped, before the server's own expiry.
 type HranaHTTP struct {
 	remoteBase
 	pipeline string // the /v2/pipeline endpoint
 	client   *http.Client
+
+	streamsMu sync.Mutex
+	streams   []hranaStream // idle streams, the most recently used last
+	maxIdle   int
+}
+
+// hranaStream is an open stream on the server, between two requests.
+type hranaStream struct {
+	baton    string
+	pipeline string // where its next request goes (the server may name another base URL)
+	used     time.Time
+}
+
+// hranaStreamIdle is how long an idle stream is kept. sqld ends a stream idle for 10 s, and a
+// request with the baton of an ended stream is refused before it runs anything (and then sent
+// again on a new stream), so this only avoids that extra round trip.
+const hranaStreamIdle = 5 * time.Second
+
+// takeStream returns an idle stream to send a request on, or a new one (an empty baton).
+func (db *HranaHTTP) takeStream() hranaStream {
+	db.streamsMu.Lock()
+	defer db.streamsMu.Unlock()
+	for n := len(db.streams); n > 0; n = len(db.streams) {
+		st := db.streams[n-1]
+		db.streams = db.streams[:n-1]
+		if time.Since(st.used) < hranaStreamIdle {
+			return st
+		}
+	}
+	return hranaStream{pipeline: db.pipeline}
+}
+
+// putStream keeps a stream for a later request.
+func (db *HranaHTTP) putStream(st hranaStream) {
+	db.streamsMu.Lock()
+	defer db.streamsMu.Unlock()
+	if len(db.streams) < db.maxIdle && !db.closed.Load() {
+		st.used = time.Now()
+		db.streams = append(db.streams, st)
+	}
 }
 
 // busyRetryFor bounds how long a batch is retried when the server reports its database busy
@@ -88,6 +135,7 @@ func OpenHranaHTTP(ctx context.Context, cfg storage.Config) (*HranaHTTP, error) 
 	db := &HranaHTTP{
 		remoteBase: newRemoteBase(raw, token),
 		pipeline:   u.String(),
+		maxIdle:    n,
 		client: &http.Client{Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: remoteConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -110,6 +158,9 @@ func (db *HranaHTTP) Dialect() storage.Dialect { return storage.SQLite }
 // Close implements storage.DB.
 func (db *HranaHTTP) Close() error {
 	if !db.closed.Swap(true) {
+		db.streamsMu.Lock()
+		db.streams = nil // the server ends them when they have been idle for a while
+		db.streamsMu.Unlock()
 		db.client.CloseIdleConnections()
 	}
 	return nil
@@ -124,10 +175,9 @@ func (db *HranaHTTP) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage
 	if write {
 		defer db.unlockWrite()
 	}
-	body := hranaRequest(batch, write)
 	var results []storage.Result
 	if cerr := retryBusy(ctx, func() (busy bool) {
-		results, busy, err = db.send(ctx, body, batch, stmts)
+		results, busy, err = db.send(ctx, batch, stmts, write)
 		return busy
 	}); cerr != nil {
 		return nil, cerr
@@ -135,10 +185,12 @@ func (db *HranaHTTP) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage
 	return results, err
 }
 
-// send posts one pipeline request. busy reports that the server refused the batch before it
-// did anything because the database was locked, so it may be sent again.
-func (db *HranaHTTP) send(ctx context.Context, body []byte, batch []remoteStmt, stmts []storage.Stmt) (_ []storage.Result, busy bool, _ error) {
-	resp, err := db.post(ctx, body)
+// send posts one pipeline request, on an idle stream if there is one. busy reports that the
+// server refused the batch before it did anything because the database was locked, so it may be
+// sent again.
+func (db *HranaHTTP) send(ctx context.Context, batch []remoteStmt, stmts []storage.Stmt, write bool) (_ []storage.Result, busy bool, _ error) {
+	st := db.takeStream()
+	resp, err := db.post(ctx, st.pipeline, hranaRequest(st.baton, batch, write))
 	if err != nil {
 		return nil, false, db.classify(err)
 	}
@@ -147,11 +199,18 @@ func (db *HranaHTTP) send(ctx context.Context, body []byte, batch []remoteStmt, 
 	if err != nil {
 		return nil, false, db.classify(err)
 	}
+	if resp.StatusCode == http.StatusBadRequest && st.baton != "" {
+		// The server refuses a baton it no longer knows (the stream ended) before running
+		// anything: send the request again on a new stream.
+		return db.send(ctx, batch, stmts, write)
+	}
 	if resp.StatusCode != http.StatusOK {
 		// The same wording libsql-client-go uses, which OpenError and classify recognise.
 		return nil, false, db.classify(fmt.Errorf("error code %d: %s", resp.StatusCode, strings.TrimSpace(string(raw))))
 	}
 	var pr struct {
+		Baton   *string `json:"baton"`
+		BaseURL *string `json:"base_url"`
 		Results []struct {
 			Type     string `json:"type"`
 			Response struct {
@@ -162,6 +221,19 @@ func (db *HranaHTTP) send(ctx context.Context, body []byte, batch []remoteStmt, 
 	}
 	if err := json.Unmarshal(raw, &pr); err != nil || len(pr.Results) == 0 {
 		return nil, false, db.classify(fmt.Errorf("malformed response from the libsql server: %.200s", raw))
+	}
+	// A stream is kept only after a request that succeeded: it then ended outside a transaction
+	// (a batch commits; a single statement runs in its own transaction unless it is BEGIN or the
+	// like, whose streams are left to the server to end).
+	keep := func() {
+		if pr.Baton == nil || *pr.Baton == "" || len(batch) == 1 && batch[0].txControl {
+			return
+		}
+		next := hranaStream{baton: *pr.Baton, pipeline: st.pipeline}
+		if pr.BaseURL != nil && *pr.BaseURL != "" {
+			next.pipeline = strings.TrimSuffix(*pr.BaseURL, "/") + "/v2/pipeline"
+		}
+		db.putStream(next)
 	}
 	first := pr.Results[0]
 	if first.Type != "ok" {
@@ -185,6 +257,7 @@ func (db *HranaHTTP) send(ctx context.Context, body []byte, batch []remoteStmt, 
 		if err := r.into(batch[0], &out[0]); err != nil {
 			return nil, false, db.stmtError(0, stmts[0].SQL, err)
 		}
+		keep()
 		return out, false, nil
 	}
 	var br struct {
@@ -215,6 +288,7 @@ func (db *HranaHTTP) send(ctx context.Context, body []byte, batch []remoteStmt, 
 	if br.StepResults[len(batch)+1] == nil {
 		return nil, false, db.classify(errors.New("the batch was not committed"))
 	}
+	keep()
 	return out, false, nil
 }
 
@@ -231,7 +305,7 @@ func (db *HranaHTTP) unparsable(ctx context.Context, batch []remoteStmt) int {
 		b = append(b, '}')
 	}
 	b = append(b, `,{"type":"close"}]}`...)
-	resp, err := db.post(ctx, b)
+	resp, err := db.post(ctx, db.pipeline, b)
 	if err != nil {
 		return -1
 	}
@@ -252,9 +326,9 @@ func (db *HranaHTTP) unparsable(ctx context.Context, batch []remoteStmt) int {
 	return -1
 }
 
-// post sends one pipeline request.
-func (db *HranaHTTP) post(ctx context.Context, body []byte) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, db.pipeline, bytes.NewReader(body))
+// post sends one pipeline request to the endpoint pipeline.
+func (db *HranaHTTP) post(ctx context.Context, pipeline string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, pipeline, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -358,10 +432,16 @@ func (v hranaValue) value() (any, error) {
 	return nil, fmt.Errorf("unknown value type %q", v.Type)
 }
 
-// hranaRequest builds the pipeline request for a batch, closing the stream at the end.
-func hranaRequest(batch []remoteStmt, write bool) []byte {
+// hranaRequest builds the pipeline request for a batch on the stream of baton (a new stream if
+// it is empty). The stream stays open for the next request.
+func hranaRequest(baton string, batch []remoteStmt, write bool) []byte {
 	b := make([]byte, 0, 256*len(batch)+128)
-	b = append(b, `{"baton":null,"requests":[`...)
+	if baton == "" {
+		b = append(b, `{"baton":null,"requests":[`...)
+	} else {
+		b = append(b, `{"baton":`...)
+		b = append(jsonw.AppendString(b, baton), `,"requests":[`...)
+	}
 	if len(batch) == 1 {
 		b = append(b, `{"type":"execute","stmt":`...)
 		b = appendHranaStmt(b, batch[0].sql, batch[0].args, batch[0].rows)
@@ -392,7 +472,7 @@ func hranaRequest(batch []remoteStmt, write bool) []byte {
 		b = appendHranaStmt(b, "ROLLBACK", nil, false)
 		b = append(b, `}]}}`...)
 	}
-	return append(b, `,{"type":"close"}]}`...)
+	return append(b, `]}`...)
 }
 
 func appendHranaStmt(b []byte, sql string, args []any, wantRows bool) []byte {

@@ -238,7 +238,8 @@ type remoteStmt struct {
 	rows      bool // returns rows: run with Query
 	write     bool
 	returning bool
-	params    int // number of ? placeholders; -1 if the statement uses numbered or named ones
+	txControl bool // BEGIN, COMMIT, ROLLBACK and the like: they open or end a transaction
+	params    int  // number of ? placeholders; -1 if the statement uses numbered or named ones
 }
 
 // Exec implements storage.DB.
@@ -449,9 +450,12 @@ func remoteValue(v any) any {
 
 // scanRemoteSQL classifies a statement from its first keyword (and a RETURNING clause) and
 // rejects text holding more than one statement. Literals, quoted names and comments are skipped.
+// The semicolons inside CREATE TRIGGER … BEGIN … END do not end it; as for sqlite3_complete, the
+// first END followed by a semicolon does.
 func scanRemoteSQL(s string) (remoteStmt, error) {
 	rs := remoteStmt{sql: s, write: true}
 	first, end, empty := true, false, true
+	words, firstWord, trigger, last := 0, "", false, "" // last: the word just before, or ""
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
@@ -470,10 +474,10 @@ func scanRemoteSQL(s string) (remoteStmt, error) {
 		case end:
 			return rs, errors.New("more than one statement in one Stmt; send them as separate statements of the batch")
 		case c == ';':
-			end = true
+			end = !trigger || last == "END"
 			i++
 		case c == '?':
-			empty = false
+			empty, last = false, ""
 			i++
 			if i < len(s) && s[i] >= '0' && s[i] <= '9' {
 				rs.params = -1
@@ -481,11 +485,11 @@ func scanRemoteSQL(s string) (remoteStmt, error) {
 				rs.params++
 			}
 		case (c == ':' || c == '@' || c == '$') && i+1 < len(s) && (s[i+1] == '_' || s[i+1] >= 'a' && s[i+1] <= 'z' || s[i+1] >= 'A' && s[i+1] <= 'Z'):
-			empty = false
+			empty, last = false, ""
 			rs.params = -1
 			i++
 		case c == '\'' || c == '"' || c == '`' || c == '[':
-			empty = false
+			empty, last = false, ""
 			q := c
 			if q == '[' {
 				q = ']'
@@ -507,18 +511,26 @@ func scanRemoteSQL(s string) (remoteStmt, error) {
 			}
 			word := strings.ToUpper(s[i:j])
 			empty = false
+			if words++; words == 1 {
+				firstWord = word
+			} else if words <= 3 && word == "TRIGGER" && firstWord == "CREATE" { // CREATE [TEMP] TRIGGER
+				trigger = true
+			}
+			last = word
 			if first {
 				first = false
 				switch word {
 				case "SELECT", "VALUES", "WITH", "PRAGMA", "EXPLAIN":
 					rs.rows, rs.write = true, false
+				case "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE":
+					rs.txControl = true
 				}
 			} else if word == "RETURNING" {
 				rs.rows, rs.returning = true, true
 			}
 			i = j
 		default:
-			empty = false
+			empty, last = false, ""
 			i++
 		}
 	}

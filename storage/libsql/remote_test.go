@@ -179,3 +179,74 @@ func TestRemoteServersPlanEveryStatement(t *testing.T) {
 		}
 	}
 }
+
+// TestHranaHTTPReusesStreams: requests over HTTP go on the stream the previous request left
+// open, so the server does not open a stream (and a connection) for each. A stream whose baton
+// the server refuses is replaced without the caller noticing, and a stream left inside a
+// transaction by a lone BEGIN is never reused for another request. Counted and tampered with at
+// an HTTP proxy in front of a real sqld.
+func TestHranaHTTPReusesStreams(t *testing.T) {
+	s := testdb.StartSqld(t)
+	target, _ := url.Parse("http://" + s.Addr())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	var fresh, total int
+	spoil := false
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		total++
+		if bytes.HasPrefix(body, []byte(`{"baton":null`)) {
+			fresh++
+		} else if spoil {
+			spoil = false
+			body = bytes.Replace(body, []byte(`{"baton":"`), []byte(`{"baton":"x`), 1)
+		}
+		mu.Unlock()
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	counts := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return fresh, total
+	}
+	db := storagetest.OpenConfig(t, storage.Config{Provider: "libsql", URL: proxy.URL})
+	ctx := context.Background()
+	exec := func(stmts ...storage.Stmt) []storage.Result {
+		t.Helper()
+		res, err := db.Exec(ctx, stmts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	exec(storage.Stmt{SQL: "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"})
+	for i := range 20 {
+		exec(storage.Stmt{SQL: "INSERT INTO t (v) VALUES (?)", Args: []any{"a"}}, storage.Stmt{SQL: "SELECT COUNT(*) FROM t WHERE id > ?", Args: []any{int64(i)}})
+		exec(storage.Stmt{SQL: "SELECT COUNT(*) FROM t"})
+	}
+	if f, n := counts(); f != 1 || n < 41 {
+		t.Errorf("%d of %d requests opened a stream; want 1 (the first)", f, n)
+	}
+
+	mu.Lock()
+	spoil = true // the next request carries a baton the server does not know
+	mu.Unlock()
+	if res := exec(storage.Stmt{SQL: "SELECT COUNT(*) FROM t"}); res[0].Rows[0][0] != int64(20) {
+		t.Errorf("after a refused baton: %v", res[0].Rows)
+	}
+	if f, _ := counts(); f != 2 {
+		t.Errorf("%d requests opened a stream; want 2 (the first, and the one after the refused baton)", f)
+	}
+
+	// A lone BEGIN leaves its stream in a transaction: what follows must not run inside it.
+	exec(storage.Stmt{SQL: "BEGIN"})
+	exec(storage.Stmt{SQL: "INSERT INTO t (v) VALUES ('after begin')"})
+	other := storagetest.OpenConfig(t, storage.Config{Provider: "libsql", URL: "http://" + s.Addr()})
+	res, err := other.Exec(ctx, storage.Stmt{SQL: "SELECT COUNT(*) FROM t WHERE v = 'after begin'"})
+	if err != nil || res[0].Rows[0][0] != int64(1) {
+		t.Errorf("a write after a lone BEGIN is not visible to another handle: %v %v", res, err)
+	}
+}

@@ -197,4 +197,24 @@ func testLiteralsAndComments(t *testing.T, b Backend) {
 	if got := fmt.Sprint(res[0].Rows, res[1].Rows, res[2].Rows, res[3].Rows); got != "[[? x it's ?]] [[y]] [[1]] [[2]]" {
 		t.Errorf("got %s", got)
 	}
+	if d != storage.SQLite {
+		return
+	}
+	// A trigger's body holds semicolons and is still one statement, up to END and its semicolon
+	// (a CASE … END inside it does not end it). Nothing after that may follow.
+	exec(t, db,
+		stmt("CREATE TABLE t_log (n INTEGER)"),
+		stmt("CREATE VIEW v_in AS SELECT NULL AS n WHERE 0"),
+		stmt("CREATE TRIGGER v_in_insert INSTEAD OF INSERT ON v_in BEGIN INSERT INTO t_log VALUES (CASE WHEN NEW.n > 0 THEN NEW.n END); "+
+			"INSERT INTO t_log SELECT NEW.n * 10 WHERE NEW.n <> ';'; END;"),
+		stmt("INSERT INTO v_in (n) VALUES (?)", int64(4)))
+	if got := fmt.Sprint(exec(t, db, stmt("SELECT n FROM t_log ORDER BY n"))[0].Rows); got != "[[4] [40]]" {
+		t.Errorf("trigger wrote %s", got)
+	}
+	if _, err := db.Exec(ctx(t), stmt("CREATE TRIGGER t_log_insert AFTER INSERT ON t_log BEGIN SELECT 1; END; DELETE FROM t_log")); err == nil {
+		t.Error("a statement after a trigger's END ran in the same Stmt")
+	}
+	if got := fmt.Sprint(exec(t, db, stmt("SELECT count(*) FROM t_log"))[0].Rows); got != "[[2]]" {
+		t.Errorf("after the refused Stmt the table holds %s rows", got)
+	}
 }
