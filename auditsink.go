@@ -126,15 +126,14 @@ func batchStmts(d storage.Dialect, rows []*AuditRow, fewStatements bool) (stmts 
 		stmts = append(stmts, mergedStmts(d, rows[start:end], size)...)
 	}
 	return stmts, func(res []storage.Result) []bool {
-		var n int64
-		for _, r := range res {
-			n += r.RowsAffected
-		}
-		if d == storage.SQLite {
-			n = int64(len(rows)) // kavach_audit_batches writes every row or fails (auditRefused)
-		}
-		if n != int64(len(rows)) {
-			return nil
+		if d != storage.SQLite { // kavach_audit_batches writes every row or fails (auditRefused)
+			var n int64
+			for _, r := range res {
+				n += r.RowsAffected
+			}
+			if n != int64(len(rows)) {
+				return nil
+			}
 		}
 		out := make([]bool, len(rows))
 		for i := range out {
@@ -144,8 +143,8 @@ func batchStmts(d storage.Dialect, rows []*AuditRow, fewStatements bool) (stmts 
 	}
 }
 
-// mergedStmts writes rows, about size bytes of values, in one INSERT … SELECT (and on the SQLite
-// family one statement more that moves the chain heads).
+// mergedStmts writes rows, about size bytes of values, in one statement: an INSERT … SELECT, or
+// on the SQLite family an insert into kavach_audit_batches.
 func mergedStmts(d storage.Dialect, rows []*AuditRow, size int) []storage.Stmt {
 	if d == storage.MySQL {
 		var b strings.Builder
@@ -208,6 +207,9 @@ const chainTime = "MAX(l.timestamp, COALESCE(l.prev_ts, 0))"
 // The trigger writes every row or none: if any row is refused because its agent changed (or is
 // gone), or is already there, it aborts the statement with auditRefused, and the writer records
 // each row on its own (groupCommit.commit), which tells the refused ones apart.
+//
+// Its DDL is CREATE … IF NOT EXISTS, which leaves an existing trigger as it is: a change to the
+// trigger's statements needs a migration that drops it and creates it again.
 var auditBatches = &storage.View{
 	Name:    "kavach_audit_batches",
 	Dialect: storage.SQLite,
@@ -220,7 +222,7 @@ var auditBatches = &storage.View{
 	},
 }
 
-// auditRefused is the error of a batch of audit rows in which some row's agent changed.
+// auditRefused is the error of a batch of audit rows of which some row was not written.
 const auditRefused = "kavach: audit batch refused: an agent changed since its decision"
 
 // sqliteBulkInsert writes the rows of a JSON array (AuditRow.appendJSON) on the SQLite family:

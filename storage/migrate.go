@@ -126,9 +126,9 @@ func (e *SchemaError) Error() string {
 }
 
 // Verify checks, without running any DDL, that every table and column of s, and every view of
-// db's dialect, exists in db. It
-// costs one round trip when the schema is complete. The error is a *SchemaError naming
-// everything missing, or a storage error if the database could not be asked.
+// db's dialect, exists in db. It costs one round trip when the schema is complete. The error is
+// a *SchemaError naming everything missing, or a storage error if the database could not be
+// asked.
 func Verify(ctx context.Context, db DB, s *Schema) error {
 	probes := make([]Stmt, len(s.Tables))
 	for i, t := range s.Tables {

@@ -454,7 +454,7 @@ func remoteValue(v any) any {
 // first END followed by a semicolon does.
 func scanRemoteSQL(s string) (remoteStmt, error) {
 	rs := remoteStmt{sql: s, write: true}
-	first, end, empty := true, false, true
+	end, empty := false, true
 	words, firstWord, trigger, last := 0, "", false, "" // last: the word just before, or ""
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -511,20 +511,17 @@ func scanRemoteSQL(s string) (remoteStmt, error) {
 			}
 			word := strings.ToUpper(s[i:j])
 			empty = false
+			last = word
 			if words++; words == 1 {
 				firstWord = word
-			} else if words <= 3 && word == "TRIGGER" && firstWord == "CREATE" { // CREATE [TEMP] TRIGGER
-				trigger = true
-			}
-			last = word
-			if first {
-				first = false
 				switch word {
 				case "SELECT", "VALUES", "WITH", "PRAGMA", "EXPLAIN":
 					rs.rows, rs.write = true, false
 				case "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE":
 					rs.txControl = true
 				}
+			} else if words <= 3 && word == "TRIGGER" && firstWord == "CREATE" { // CREATE [TEMP] TRIGGER
+				trigger = true
 			} else if word == "RETURNING" {
 				rs.rows, rs.returning = true, true
 			}
