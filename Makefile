@@ -13,11 +13,10 @@ run:
 build:
 	$(GO) build -trimpath -o $(OUT)/kavach ./cmd/kavach
 
-## wasm: the WebAssembly (wasip1 reactor) build of the core, with its raw and gzip sizes. fmt is
-## compiled without inlining: it only formats messages, and that makes the module 52 KB smaller
-## (19.5 KB gzip). The module's tests build it with the same flags (internal/wasmbuild).
+## wasm: the WebAssembly (wasip1 reactor) build of the core, with its raw and gzip sizes. It is
+## built by internal/wasmbuild, as the module's tests build it, so the flags are in one place.
 wasm:
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags="-s -w" -gcflags=fmt=-l -o $(WASM) ./wasm
+	$(GO) run ./internal/wasmbuild/build -o $(WASM)
 	@printf '%s: %s bytes raw, %s bytes gzip\n' $(WASM) $$(wc -c < $(WASM)) $$(gzip -9 -c $(WASM) | wc -c)
 
 ## test: formatting, vet, and every test: unit, storage conformance on every backend (SQLite,
@@ -40,7 +39,7 @@ vet:
 	$(GO) vet ./...
 
 ## bench: benchmarks of the hot paths (each prints its figures), then HTTP load with wrk
-bench: deps
+bench: deps wasm
 	GOMAXPROCS=2 $(GO) test -run '^$$' -bench . -benchmem -cpu 2 -timeout 60m ./policy ./ ./host/wasmhost ./edge
 	./build/bench-http.sh
 

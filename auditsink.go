@@ -209,7 +209,8 @@ const chainTime = "MAX(l.timestamp, COALESCE(l.prev_ts, 0))"
 // each row on its own (groupCommit.commit), which tells the refused ones apart.
 //
 // Its DDL is CREATE … IF NOT EXISTS, which leaves an existing trigger as it is: a change to the
-// trigger's statements needs a migration that drops it and creates it again.
+// trigger's statements needs a migration that drops it and creates it again (migration 3 has
+// them as they are now; TestMigrationsMatchAuditBatches fails when the two differ).
 var auditBatches = &storage.View{
 	Name:    "kavach_audit_batches",
 	Dialect: storage.SQLite,

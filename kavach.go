@@ -60,12 +60,39 @@ func Schema() (*storage.Schema, error) {
 var Migrations = []storage.Migration{
 	{Version: 1, Name: "initial schema", Stmts: func(storage.Dialect) []string { return nil }},
 	{Version: 2, Name: "audit chains on SQLite; audit rows outlive agents and users", Stmts: migrateAuditChains},
-	{Version: 3, Name: "a view that writes a batch of audit rows on SQLite", Stmts: func(d storage.Dialect) []string {
-		if d == storage.SQLite {
-			return auditBatches.DDL
-		}
+	{Version: 3, Name: "a view that writes a batch of audit rows on SQLite", Stmts: migrateAuditBatches},
+}
+
+// migrateAuditBatches creates kavach_audit_batches and its trigger (auditBatches) as they were
+// at version 3. TestMigrationsMatchAuditBatches fails when auditBatches changes without a
+// migration that drops the trigger and creates the new one.
+func migrateAuditBatches(d storage.Dialect) []string {
+	if d != storage.SQLite {
 		return nil
-	}},
+	}
+	return []string{
+		"CREATE VIEW IF NOT EXISTS kavach_audit_batches AS SELECT NULL AS rows WHERE 0",
+		"CREATE TRIGGER IF NOT EXISTS kavach_audit_batches_insert INSTEAD OF INSERT ON kavach_audit_batches BEGIN " +
+			"INSERT OR IGNORE INTO kavach_audit_logs (id, agent_id, user_id, tenant_id, action, resource, parameters, " +
+			"result, reason, duration_ms, ip, user_agent, timestamp, prev_id, prev_ts) SELECT r.id, r.agent_id, r.user_id, " +
+			"r.tenant_id, r.action, r.resource, r.parameters, r.result, r.reason, r.duration_ms, r.ip, r.user_agent, r.ts, " +
+			"COALESCE(LAG(r.id) OVER w, h.last_id), CASE WHEN LAG(r.id) OVER w IS NULL THEN h.last_ts ELSE " +
+			"MAX(COALESCE(h.last_ts, 0), MAX(r.ts) OVER (PARTITION BY r.agent_id ORDER BY r.pos ROWS BETWEEN UNBOUNDED " +
+			"PRECEDING AND 1 PRECEDING)) END FROM (SELECT j.key AS pos, j.value ->> 'id' AS id, j.value ->> 'agent_id' AS " +
+			"agent_id, j.value ->> 'user_id' AS user_id, j.value ->> 'tenant_id' AS tenant_id, j.value ->> 'action' AS " +
+			"action, j.value ->> 'resource' AS resource, j.value ->> 'parameters' AS parameters, j.value ->> 'result' AS " +
+			"result, j.value ->> 'reason' AS reason, j.value ->> 'duration_ms' AS duration_ms, j.value ->> 'ip' AS ip, " +
+			"j.value ->> 'user_agent' AS user_agent, j.value ->> 'ts' AS ts, j.value ->> 'version' AS version FROM " +
+			"json_each(NEW.rows) AS j) AS r JOIN kavach_agents AS a ON a.id = r.agent_id AND (r.version = 0 OR a.version = " +
+			"r.version) LEFT JOIN kavach_audit_heads AS h ON h.agent_id = r.agent_id WINDOW w AS (PARTITION BY r.agent_id " +
+			"ORDER BY r.pos) ORDER BY r.pos; SELECT RAISE(ABORT, 'kavach: audit batch refused: an agent changed since its " +
+			"decision') WHERE changes() < json_array_length(NEW.rows); INSERT INTO kavach_audit_heads (agent_id, last_id, " +
+			"last_ts) SELECT agent_id, id, chain_ts FROM (SELECT l.agent_id, l.id, MAX(l.timestamp, COALESCE(l.prev_ts, " +
+			"0)) AS chain_ts, ROW_NUMBER() OVER (PARTITION BY l.agent_id ORDER BY j.key DESC) AS n FROM " +
+			"json_each(NEW.rows) AS j CROSS JOIN kavach_audit_logs AS l ON l.id = j.value ->> 'id') WHERE n = 1 AND " +
+			"changes() > 0 ON CONFLICT (agent_id) DO UPDATE SET last_id = excluded.last_id, last_ts = " +
+			"MAX(excluded.last_ts, kavach_audit_heads.last_ts); END",
+	}
 }
 
 // migrateAuditChains is migration 2. On the SQLite family it links the existing audit rows of

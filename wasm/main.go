@@ -16,7 +16,7 @@
 //	                                  (pointer) and low 32 bits (length). The host copies it and
 //	                                  frees both buffers.
 //
-// Build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags="-s -w" -gcflags=fmt=-l ./wasm
+// Build: make wasm (internal/wasmbuild has the flags).
 package main
 
 import (

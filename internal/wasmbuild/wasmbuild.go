@@ -1,5 +1,9 @@
-// Package wasmbuild builds the WebAssembly module for the tests of its hosts (host/wasmhost,
-// edge), from the current sources and with the flags `make wasm` uses (keep the two alike).
+// Package wasmbuild builds the WebAssembly module from the current sources, for `make wasm`
+// (./build) and for the tests of its hosts (host/wasmhost, edge).
+//
+// The flags: a wasip1 reactor (c-shared), without paths, symbols or DWARF. fmt is compiled
+// without inlining: it only formats messages, and that makes the module 52 KB smaller (19.5 KB
+// gzip).
 package wasmbuild
 
 import (
