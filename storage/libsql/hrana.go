@@ -83,6 +83,14 @@ func (db *HranaHTTP) putStream(st hranaStream) {
 	}
 }
 
+// dropStreams forgets every idle stream.
+func (db *HranaHTTP) dropStreams() {
+	db.streamsMu.Lock()
+	defer db.streamsMu.Unlock()
+	clear(db.streams)
+	db.streams = db.streams[:0]
+}
+
 // busyRetryFor bounds how long a batch is retried when the server reports its database busy
 // before the batch did anything (another stream holds the write lock).
 const busyRetryFor = 5 * time.Second
@@ -158,9 +166,7 @@ func (db *HranaHTTP) Dialect() storage.Dialect { return storage.SQLite }
 // Close implements storage.DB.
 func (db *HranaHTTP) Close() error {
 	if !db.closed.Swap(true) {
-		db.streamsMu.Lock()
-		db.streams = nil // the server ends them when they have been idle for a while
-		db.streamsMu.Unlock()
+		db.dropStreams() // the server ends them when they have been idle for a while
 		db.client.CloseIdleConnections()
 	}
 	return nil
@@ -189,7 +195,11 @@ func (db *HranaHTTP) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage
 // server refused the batch before it did anything because the database was locked, so it may be
 // sent again.
 func (db *HranaHTTP) send(ctx context.Context, batch []remoteStmt, stmts []storage.Stmt, write bool) (_ []storage.Result, busy bool, _ error) {
-	st := db.takeStream()
+	return db.sendOn(ctx, db.takeStream(), batch, stmts, write)
+}
+
+// sendOn is send on stream st.
+func (db *HranaHTTP) sendOn(ctx context.Context, st hranaStream, batch []remoteStmt, stmts []storage.Stmt, write bool) (_ []storage.Result, busy bool, _ error) {
 	resp, err := db.post(ctx, st.pipeline, hranaRequest(st.baton, batch, write))
 	if err != nil {
 		return nil, false, db.classify(err)
@@ -201,8 +211,11 @@ func (db *HranaHTTP) send(ctx context.Context, batch []remoteStmt, stmts []stora
 	}
 	if resp.StatusCode == http.StatusBadRequest && st.baton != "" {
 		// The server refuses a baton it no longer knows (the stream ended) before running
-		// anything: send the request again on a new stream.
-		return db.send(ctx, batch, stmts, write)
+		// anything: send the request again on a new stream. The other idle streams are most
+		// likely gone too (a restarted server knows none of them), so they are dropped rather
+		// than each costing a refused round trip.
+		db.dropStreams()
+		return db.sendOn(ctx, hranaStream{pipeline: db.pipeline}, batch, stmts, write)
 	}
 	if resp.StatusCode != http.StatusOK {
 		// The same wording libsql-client-go uses, which OpenError and classify recognise.

@@ -191,14 +191,14 @@ func TestHranaHTTPReusesStreams(t *testing.T) {
 	rp := httputil.NewSingleHostReverseProxy(target)
 	var mu sync.Mutex
 	var fresh, total int
-	spoil := false
+	spoil, spoilAll := false, false
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		total++
 		if bytes.HasPrefix(body, []byte(`{"baton":null`)) {
 			fresh++
-		} else if spoil {
+		} else if spoil || spoilAll {
 			spoil = false
 			body = bytes.Replace(body, []byte(`{"baton":"`), []byte(`{"baton":"x`), 1)
 		}
@@ -240,6 +240,31 @@ func TestHranaHTTPReusesStreams(t *testing.T) {
 	if f, _ := counts(); f != 2 {
 		t.Errorf("%d requests opened a stream; want 2 (the first, and the one after the refused baton)", f)
 	}
+
+	// Several idle streams, then a server that knows none of them (as after a restart): one
+	// refused request, not one per idle stream, before a new stream is opened.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT COUNT(*) FROM t"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	mu.Lock()
+	spoilAll = true
+	mu.Unlock()
+	f0, n0 := counts()
+	exec(storage.Stmt{SQL: "SELECT COUNT(*) FROM t"})
+	if f, n := counts(); f-f0 != 1 || n-n0 != 2 {
+		t.Errorf("with every baton refused, a request took %d requests and opened %d streams; want 2 and 1", n-n0, f-f0)
+	}
+	mu.Lock()
+	spoilAll = false
+	mu.Unlock()
 
 	// A lone BEGIN leaves its stream in a transaction: what follows must not run inside it.
 	exec(storage.Stmt{SQL: "BEGIN"})
