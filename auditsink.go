@@ -2,6 +2,7 @@ package kavach
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"strconv"
 	"strings"
@@ -294,6 +295,7 @@ const maxMergedBytes = 1 << 20
 // between goroutines, and under load batches grow with the number of waiting callers.
 type groupCommit struct {
 	db            storage.DB
+	log           Logger
 	fewStatements bool // storage.PlansEveryStatement
 	maxBatch      int
 	timeout       time.Duration
@@ -326,8 +328,8 @@ type pending struct {
 
 var pendingPool = sync.Pool{New: func() any { return &pending{wake: make(chan bool, 1)} }}
 
-func newGroupCommit(db storage.DB) *groupCommit {
-	return &groupCommit{db: db, fewStatements: storage.PlansEveryStatement(db), maxBatch: 256, timeout: 30 * time.Second}
+func newGroupCommit(db storage.DB, log Logger) *groupCommit {
+	return &groupCommit{db: db, log: log, fewStatements: storage.PlansEveryStatement(db), maxBatch: 256, timeout: 30 * time.Second}
 }
 
 func (g *groupCommit) Append(ctx context.Context, r *AuditRow) (bool, error) {
@@ -426,7 +428,8 @@ func (g *groupCommit) commit(ctx context.Context, batch []*pending) {
 	stmts, written := batchStmts(d, g.rows, g.fewStatements)
 	clear(g.rows)
 	res, err := g.db.Exec(ctx, stmts...)
-	if err == nil {
+	switch {
+	case err == nil:
 		if ok := written(res); ok != nil {
 			for i, p := range batch {
 				p.recorded = ok[i]
@@ -434,40 +437,94 @@ func (g *groupCommit) commit(ctx context.Context, batch []*pending) {
 			return
 		}
 		// Some rows were refused (their agent changed): find out which went in.
-		ids := make([]any, len(batch))
-		for i, p := range batch {
-			ids[i] = p.row.ID
+		in, err := g.present(ctx, batch)
+		for _, p := range batch {
+			p.recorded, p.err = in[p.row.ID], err
 		}
-		res, err := g.db.Exec(ctx, storage.Stmt{SQL: "SELECT id FROM kavach_audit_logs WHERE id IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ")", Args: ids})
-		if err == nil {
-			in := make(map[string]bool, len(res[0].Rows))
-			for _, r := range res[0].Rows {
-				in[asString(r[0])] = true
+		return
+	case errors.Is(err, storage.ErrUnavailable):
+		// The connection failed, maybe after the batch was applied and before its answer came
+		// back. The rows that are there now were written (and so are recorded: writing them
+		// again would fail or, on the SQLite family, record the decision twice). If some are,
+		// the batch was applied and the others were refused. If none is, each row is written
+		// alone below. If the database cannot be asked either, every row fails at once instead
+		// of each waiting for the outage on its own.
+		in, qerr := g.presentAfterOutage(ctx, batch)
+		if qerr != nil {
+			g.log.Error("kavach: an audit batch may or may not have been written (the connection failed and the database cannot be asked); its decisions are denied",
+				"rows", len(batch), "first", batch[0].row.ID, "err", err, "check", qerr)
+			for _, p := range batch {
+				p.err = err
 			}
+			return
+		}
+		if len(in) > 0 {
 			for _, p := range batch {
 				p.recorded = in[p.row.ID]
 			}
 			return
 		}
-		for _, p := range batch {
-			p.err = err
-		}
-		return
-	}
-	if len(batch) == 1 && !strings.Contains(err.Error(), auditRefused) {
+	case len(batch) == 1 && !strings.Contains(err.Error(), auditRefused):
 		batch[0].err = err
 		return
 	}
 	// One bad row must not deny everyone in its batch: write each row alone. (A batch some of
 	// whose agents changed comes here too: each row's own statements tell which were refused.)
-	for _, p := range batch {
+	for i, p := range batch {
 		res, err := g.db.Exec(ctx, p.row.Stmts(d)...)
-		if err != nil {
-			p.err = err
-		} else {
+		switch {
+		case err == nil:
 			p.recorded = res[0].RowsAffected > 0
+		case errors.Is(err, storage.ErrUnavailable):
+			in, qerr := g.presentAfterOutage(ctx, batch[i:i+1])
+			if qerr != nil {
+				for _, q := range batch[i:] {
+					q.err = err
+				}
+				return
+			}
+			if p.recorded = in[p.row.ID]; !p.recorded {
+				p.err = err
+			}
+		default:
+			p.err = err
 		}
 	}
+}
+
+// presentAfterOutage is present after a connection failed, asked again for up to outageWait
+// while the database is unavailable: a server that restarts, or a connection cut in the network,
+// is usually back within that time, and the callers are waiting for the answer anyway.
+func (g *groupCommit) presentAfterOutage(ctx context.Context, batch []*pending) (map[string]bool, error) {
+	deadline := time.Now().Add(outageWait)
+	for attempt := 1; ; attempt++ {
+		in, err := g.present(ctx, batch)
+		if err == nil || !errors.Is(err, storage.ErrUnavailable) || time.Now().After(deadline) {
+			return in, err
+		}
+		if storage.Sleep(ctx, min(storage.Backoff(attempt), time.Until(deadline))) != nil {
+			return in, err
+		}
+	}
+}
+
+const outageWait = 2 * time.Second
+
+// present returns which of batch's rows are in the audit log.
+func (g *groupCommit) present(ctx context.Context, batch []*pending) (map[string]bool, error) {
+	ids := make([]any, len(batch))
+	for i, p := range batch {
+		ids[i] = p.row.ID
+	}
+	res, err := g.db.Exec(ctx, storage.Stmt{SQL: "SELECT id FROM kavach_audit_logs WHERE id IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ")", Args: ids})
+	if err != nil {
+		return nil, err
+	}
+	in := make(map[string]bool, len(res[0].Rows))
+	for _, r := range res[0].Rows {
+		in[asString(r[0])] = true
+	}
+	return in, nil
 }
 
 // Close makes later appends fail; appends in flight complete.

@@ -3,12 +3,16 @@ package kavach_test
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kavachdev/kavach"
+	"github.com/kavachdev/kavach/storage"
+	"github.com/kavachdev/kavach/storage/storagetest"
+	"github.com/kavachdev/kavach/storage/storagetest/testdb"
 )
 
 func decide(t *testing.T, k *kavach.Kavach, id string, action, resource string) kavach.Decision {
@@ -342,5 +346,88 @@ func TestPermissionListsAreCompiledByTheirWholeStoredText(t *testing.T) {
 	change(a.ID, `constraints = '{"requireApproval":true}'`, "")
 	if d := decide(t, other, a.ID, "read", "mcp:github:repos"); d.Allowed || d.Code != "APPROVAL_REQUIRED" {
 		t.Errorf("changed constraints not seen: %+v", d)
+	}
+}
+
+// A connection that fails after an audit batch was sent leaves it unknown whether the batch was
+// applied. Here the server applies it and its answer is lost (a proxy drops the answers, then
+// cuts the connections). The decisions in the batch must come back as they were recorded, each
+// with exactly its one audit row: neither denied while the log says allowed, nor recorded twice.
+func TestAuditBatchWhoseAnswerIsLost(t *testing.T) {
+	for _, b := range testdb.Backends() {
+		if b.Embedded {
+			continue
+		}
+		t.Run(b.Name, func(t *testing.T) {
+			d := b.New(t)
+			u, err := url.Parse(d.Config.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := storagetest.StartProxy(t, u.Host)
+			u.Host = p.Addr()
+			c := d.Config
+			k, err := kavach.New(ctx, kavach.Config{Database: kavach.Database{Provider: c.Provider, URL: u.String(), AuthToken: c.AuthToken, MaxOpenConns: c.MaxOpenConns}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { k.Close() })
+			direct := d.Open(t)
+			a, err := k.Agents.Create(ctx, kavach.NewAgent{OwnerID: "u", Name: "lost-answers", Type: kavach.Autonomous, Permissions: []kavach.Permission{perm("*", "*")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			count := func() int64 {
+				res, err := direct.Exec(ctx, storage.Stmt{SQL: "SELECT COUNT(*) FROM kavach_audit_logs WHERE agent_id = ?", Args: []any{a.ID}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res[0].Rows[0][0].(int64)
+			}
+			if d := decide(t, k, a.ID, "read", "x"); !d.Allowed { // the agent cached, connections open
+				t.Fatal(d)
+			}
+
+			p.Mute()
+			const n = 4
+			decisions := make([]kavach.Decision, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					decisions[i], _ = k.Authorize(ctx, a.ID, kavach.Request{Action: "read", Resource: "x"})
+				}()
+			}
+			// Wait until the first batch is in the log (its answer lost), then cut and restore.
+			deadline := time.Now().Add(10 * time.Second)
+			for count() == 1 {
+				if time.Now().After(deadline) {
+					t.Fatal("no audit batch reached the server")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(50 * time.Millisecond)
+			p.Cut()
+			if err := p.Restore(); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+
+			for i, d := range decisions {
+				if !d.Allowed || d.AuditID == "" {
+					t.Errorf("decision %d: %+v; want it allowed, as its audit row says", i, d)
+				}
+			}
+			if got := count(); got != 1+n {
+				t.Errorf("%d audit rows for %d decisions", got, 1+n)
+			}
+			for i, d := range decisions {
+				res, err := direct.Exec(ctx, storage.Stmt{SQL: "SELECT result FROM kavach_audit_logs WHERE id = ?", Args: []any{d.AuditID}})
+				if err != nil || len(res[0].Rows) != 1 || res[0].Rows[0][0] != "allowed" {
+					t.Errorf("decision %d: its audit row %q: %v %v", i, d.AuditID, res, err)
+				}
+			}
+		})
 	}
 }

@@ -278,7 +278,7 @@ func New(ctx context.Context, cfg Config) (*Kavach, error) {
 	if cfg.Audit != nil {
 		k.sink = cfg.Audit
 	} else {
-		k.group = newGroupCommit(k.db)
+		k.group = newGroupCommit(k.db, k.log)
 		k.sink, k.closer = k.group, k.group
 	}
 	if !cfg.NoCache {

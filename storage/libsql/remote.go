@@ -255,7 +255,7 @@ func (db *Remote) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Re
 	if len(batch) == 1 {
 		// A statement refused because another stream holds the write lock did nothing: retry.
 		if cerr := retryBusy(ctx, func() bool {
-			err = runRemote(ctx, db.db, batch[0], &results[0])
+			err = db.runAlone(ctx, batch[0], &results[0], write)
 			return err != nil && isBusy(err)
 		}); cerr != nil {
 			return nil, cerr
@@ -281,6 +281,38 @@ func (db *Remote) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Re
 		return nil, db.classify(err)
 	}
 	return results, nil
+}
+
+// runAlone runs one statement on a connection of its own.
+//
+// Through *sql.DB, database/sql would send it again on another connection after the driver
+// returned driver.ErrBadConn, which promises that nothing reached the server. libsql-client-go
+// returns it also when the answer was lost after the statement was sent, so a write could run
+// twice (seen with an audit batch whose answer was lost: the batch ran again). Here a statement
+// is sent again, on another connection and up to four in all, only when the driver could not
+// write the request (sentNothing) or when it only reads.
+func (db *Remote) runAlone(ctx context.Context, s remoteStmt, out *storage.Result, write bool) error {
+	var err error
+	for range 4 {
+		var conn *sql.Conn
+		if conn, err = db.db.Conn(ctx); err != nil {
+			return err
+		}
+		err = runRemote(ctx, conn, s, out)
+		broken := err != nil && db.discardIfBroken(conn, err)
+		conn.Close()
+		if !broken || write && !sentNothing(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// sentNothing reports whether err, from libsql-client-go's WebSocket connection, happened while
+// writing the request (coder/websocket's wsjson says "failed to write"), before anything reached
+// the server.
+func sentNothing(err error) bool {
+	return errors.Is(err, driver.ErrBadConn) && strings.Contains(err.Error(), "failed to write")
 }
 
 // begin starts a transaction on a connection of its own. While another stream holds the write

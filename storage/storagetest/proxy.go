@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -21,6 +22,7 @@ type Proxy struct {
 	ln    net.Listener
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+	muted atomic.Bool
 }
 
 // StartProxy starts a proxy to target (host:port) on a free loopback port; it stops when t ends.
@@ -76,18 +78,36 @@ func (p *Proxy) forward(client net.Conn) {
 	}
 	defer p.untrack(client, server)
 	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		io.Copy(dst, src)
+	pipe := func(dst, src net.Conn, w io.Writer) {
+		io.Copy(w, src)
 		// Half-closes are not worth modelling: either side ending ends the connection.
 		dst.Close()
 		src.Close()
 		done <- struct{}{}
 	}
-	go pipe(server, client)
-	go pipe(client, server)
+	go pipe(server, client, server)
+	go pipe(client, server, answers{client, p})
 	<-done
 	<-done
 }
+
+// answers writes what the server sends to the client, unless the proxy is muted.
+type answers struct {
+	client net.Conn
+	p      *Proxy
+}
+
+func (a answers) Write(b []byte) (int, error) {
+	if a.p.muted.Load() {
+		return len(b), nil
+	}
+	return a.client.Write(b)
+}
+
+// Mute drops everything the server sends from now on, on every connection, until Cut: requests
+// still reach the server and run, and their answers are lost, as when a connection fails after
+// a request was sent.
+func (p *Proxy) Mute() { p.muted.Store(true) }
 
 // track registers the pair unless the proxy was cut meanwhile.
 func (p *Proxy) track(cs ...net.Conn) bool {
@@ -110,10 +130,12 @@ func (p *Proxy) untrack(cs ...net.Conn) {
 	}
 }
 
-// Cut closes every proxied connection and stops listening, so new connections are refused.
+// Cut closes every proxied connection and stops listening, so new connections are refused. It
+// ends Mute.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	defer p.muted.Store(false)
 	if p.ln != nil {
 		p.ln.Close()
 		p.ln = nil
