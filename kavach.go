@@ -277,9 +277,9 @@ func New(ctx context.Context, cfg Config) (*Kavach, error) {
 	}
 	if cfg.Audit != nil {
 		k.sink = cfg.Audit
-	} else {
-		k.group = newGroupCommit(k.db, k.log)
-		k.sink, k.closer = k.group, k.group
+	} else if err := k.startGroupCommit(); err != nil {
+		k.Close()
+		return nil, err
 	}
 	if !cfg.NoCache {
 		k.cache = newAgentCache(100_000)
