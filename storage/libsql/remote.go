@@ -289,23 +289,37 @@ func (db *Remote) Exec(ctx context.Context, stmts ...storage.Stmt) ([]storage.Re
 // returned driver.ErrBadConn, which promises that nothing reached the server. libsql-client-go
 // returns it also when the answer was lost after the statement was sent, so a write could run
 // twice (seen with an audit batch whose answer was lost: the batch ran again). Here a statement
-// is sent again, on another connection and up to four in all, only when the driver could not
-// write the request (sentNothing) or when it only reads.
+// is sent again on another connection only when the driver could not write the request
+// (sentNothing) or when it only reads.
 func (db *Remote) runAlone(ctx context.Context, s remoteStmt, out *storage.Result, write bool) error {
+	conn, err := db.onConn(ctx, func(c *sql.Conn) error { return runRemote(ctx, c, s, out) },
+		func(err error) bool { return !write || sentNothing(err) })
+	if conn != nil {
+		conn.Close()
+	}
+	return err
+}
+
+// onConn runs run on a connection of its own, which it returns when run succeeds. When the
+// connection turns out to be broken (a pooled one may have died while idle) and again(err)
+// allows, run is tried on another connection, up to four in all.
+func (db *Remote) onConn(ctx context.Context, run func(*sql.Conn) error, again func(error) bool) (*sql.Conn, error) {
 	var err error
 	for range 4 {
 		var conn *sql.Conn
 		if conn, err = db.db.Conn(ctx); err != nil {
-			return err
+			return nil, err
 		}
-		err = runRemote(ctx, conn, s, out)
-		broken := err != nil && db.discardIfBroken(conn, err)
+		if err = run(conn); err == nil {
+			return conn, nil
+		}
+		broken := db.discardIfBroken(conn, err)
 		conn.Close()
-		if !broken || write && !sentNothing(err) {
-			return err
+		if !broken || !again(err) {
+			break
 		}
 	}
-	return err
+	return nil, err
 }
 
 // sentNothing reports whether err, from libsql-client-go's WebSocket connection, happened while
@@ -338,24 +352,12 @@ func (db *Remote) begin(ctx context.Context, write bool) (*sql.Conn, error) {
 
 // beginOnce runs stmt on a connection of its own. A pooled connection may have died while idle
 // (a WebSocket to a server that restarted): BEGIN then fails without having done anything, so
-// another connection is tried, up to four in all.
+// another connection is tried (onConn).
 func (db *Remote) beginOnce(ctx context.Context, stmt string) (*sql.Conn, error) {
-	var err error
-	for range 4 {
-		var conn *sql.Conn
-		if conn, err = db.db.Conn(ctx); err != nil {
-			return nil, err
-		}
-		if _, err = conn.ExecContext(ctx, stmt); err == nil {
-			return conn, nil
-		}
-		broken := db.discardIfBroken(conn, err)
-		conn.Close()
-		if !broken {
-			break
-		}
-	}
-	return nil, err
+	return db.onConn(ctx, func(c *sql.Conn) error {
+		_, err := c.ExecContext(ctx, stmt)
+		return err
+	}, func(error) bool { return true })
 }
 
 // stmtError is remoteBase.stmtError; a lost connection also drops the idle ones.
