@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"io"
@@ -77,11 +78,12 @@ func (db *DB) unavailable(err error) error {
 		msg: "mysql database " + storage.QuoteURL(db.url) + " is unavailable: " + db.redact(storage.OneLine(detail)), err: err})
 }
 
-// isConnError reports whether err means the connection is unusable.
+// isConnError reports whether err means the connection is unusable (sql.ErrConnDone: it was
+// found unusable earlier and closed).
 func isConnError(err error) bool {
 	var netErr net.Error
 	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &netErr)
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, sql.ErrConnDone) || errors.As(err, &netErr)
 }
 
 func isDeadlock(err error) bool {
