@@ -309,9 +309,13 @@ func (s *Agents) Create(ctx context.Context, in NewAgent) (*Agent, error) {
 	}
 	res, err := k.db.Exec(ctx, batch...)
 	if err != nil {
-		return nil, storageError("creating agent", err)
-	}
-	if res[insertAgent].RowsAffected == 0 {
+		// A lost answer: if the agent is there, the batch was applied, and the token, which
+		// nobody else has, must reach the caller.
+		if _, ok := landedAfterOutage(ctx, k.db, err, storage.Stmt{SQL: "SELECT 1 FROM kavach_agents WHERE id = ?", Args: []any{id}}); !ok {
+			return nil, storageError("creating agent", err)
+		}
+		k.log.Warn("kavach: the answer to creating an agent was lost; the agent was created", "agent", id, "err", err)
+	} else if res[insertAgent].RowsAffected == 0 {
 		return nil, k.Agents.whyNotCreated(ctx, in, ts)
 	}
 	return &Agent{
@@ -657,10 +661,10 @@ func (s *Agents) Update(ctx context.Context, id string, u AgentUpdate) (*Agent, 
 	batch = append(batch, permStmts...)
 	batch = append(batch, selectAgentByID(id)...)
 	res, err := k.db.Exec(ctx, batch...)
+	k.cache.invalidate(id) // also after a failure, which may have followed the change
 	if err != nil {
 		return nil, storageError("updating agent", err)
 	}
-	k.cache.invalidate(id)
 	if res[0].RowsAffected == 0 {
 		return nil, errorf(CodeNotFound, "agent %q not found", id)
 	}
@@ -686,10 +690,10 @@ func (s *Agents) Revoke(ctx context.Context, id string) error {
 		storage.Stmt{SQL: "UPDATE kavach_agents SET status = 'revoked', updated_at = ?, version = version + 1 WHERE id = ? AND status <> 'revoked'", Args: []any{k.now().Unix(), id}},
 		storage.Stmt{SQL: "SELECT COUNT(*) FROM kavach_agents WHERE id = ?", Args: []any{id}},
 	)
+	k.cache.invalidate(id) // also after a failure, which may have followed the change
 	if err != nil {
 		return storageError("revoking agent", err)
 	}
-	k.cache.invalidate(id)
 	if asInt(res[1].Rows[0][0]) == 0 {
 		return errorf(CodeNotFound, "agent %q not found", id)
 	}
@@ -713,10 +717,18 @@ func (s *Agents) Rotate(ctx context.Context, id string) (*Agent, error) {
 		Args: []any{hashSecret(token), token[:tokenPrefixLen], ts, id, ts},
 	}}
 	res, err := k.db.Exec(ctx, append(batch, selectAgentByID(id)...)...)
+	k.cache.invalidate(id) // also after a failure, which may have followed the change
 	if err != nil {
-		return nil, storageError("rotating agent token", err)
+		// A lost answer: if the agent holds the new token's hash, the rotation was applied, and
+		// the old token no longer works; the new one must reach the caller.
+		check := storage.Stmt{SQL: "SELECT 1 FROM kavach_agents WHERE id = ? AND token_hash = ?", Args: []any{id, hashSecret(token)}}
+		landed, ok := landedAfterOutage(ctx, k.db, err, append([]storage.Stmt{check}, selectAgentByID(id)...)...)
+		if !ok {
+			return nil, storageError("rotating agent token", err)
+		}
+		k.log.Warn("kavach: the answer to rotating an agent's token was lost; the token was rotated", "agent", id, "err", err)
+		res = append([]storage.Result{{RowsAffected: 1}}, landed[1:]...)
 	}
-	k.cache.invalidate(id)
 	a, err := k.agentFromResults(res[1], res[2])
 	if err != nil {
 		return nil, err

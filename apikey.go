@@ -48,7 +48,12 @@ func (a *APIKeys) Bootstrap(ctx context.Context) (string, error) {
 		Args: []any{id, hashSecret(key), key[:12], now.Unix()},
 	})
 	if err != nil {
-		return "", storageError("creating the first admin API key", err)
+		// A lost answer: the key is there only if this batch wrote it.
+		if _, ok := landedAfterOutage(ctx, k.db, err, storage.Stmt{SQL: "SELECT 1 FROM kavach_api_keys WHERE id = ?", Args: []any{id}}); !ok {
+			return "", storageError("creating the first admin API key", err)
+		}
+		k.log.Warn("kavach: the answer to creating the first admin API key was lost; the key was created", "key", id, "err", err)
+		return key, nil
 	}
 	if res[0].RowsAffected == 0 {
 		return "", nil
@@ -75,7 +80,11 @@ func (a *APIKeys) Create(ctx context.Context, name string) (string, *APIKey, err
 		SQL:  "INSERT INTO kavach_api_keys (id, name, key_hash, key_prefix, created_at) VALUES (?, ?, ?, ?, ?)",
 		Args: []any{id, name, hashSecret(key), key[:12], now.Unix()},
 	}); err != nil {
-		return "", nil, storageError("creating an admin API key", err)
+		// A lost answer: if the key is there, it was created, and the caller alone can have it.
+		if _, ok := landedAfterOutage(ctx, k.db, err, storage.Stmt{SQL: "SELECT 1 FROM kavach_api_keys WHERE id = ?", Args: []any{id}}); !ok {
+			return "", nil, storageError("creating an admin API key", err)
+		}
+		k.log.Warn("kavach: the answer to creating an admin API key was lost; the key was created", "key", id, "err", err)
 	}
 	return key, &APIKey{ID: id, Name: name, Prefix: key[:12], CreatedAt: unix(now.Unix())}, nil
 }

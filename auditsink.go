@@ -437,7 +437,7 @@ func (g *groupCommit) commit(ctx context.Context, batch []*pending) {
 			return
 		}
 		// Some rows were refused (their agent changed): find out which went in.
-		in, err := g.present(ctx, batch)
+		in, err := g.present(ctx, batch, false)
 		for _, p := range batch {
 			p.recorded, p.err = in[p.row.ID], err
 		}
@@ -449,7 +449,7 @@ func (g *groupCommit) commit(ctx context.Context, batch []*pending) {
 		// the batch was applied and the others were refused. If none is, each row is written
 		// alone below. If the database cannot be asked either, every row fails at once instead
 		// of each waiting for the outage on its own.
-		in, qerr := g.presentAfterOutage(ctx, batch)
+		in, qerr := g.present(ctx, batch, true)
 		if qerr != nil {
 			g.log.Error("kavach: an audit batch may or may not have been written (the connection failed and the database cannot be asked); its decisions are denied",
 				"rows", len(batch), "first", batch[0].row.ID, "err", err, "check", qerr)
@@ -476,7 +476,7 @@ func (g *groupCommit) commit(ctx context.Context, batch []*pending) {
 		case err == nil:
 			p.recorded = res[0].RowsAffected > 0
 		case errors.Is(err, storage.ErrUnavailable):
-			in, qerr := g.presentAfterOutage(ctx, batch[i:i+1])
+			in, qerr := g.present(ctx, batch[i:i+1], true)
 			if qerr != nil {
 				for _, q := range batch[i:] {
 					q.err = err
@@ -492,31 +492,21 @@ func (g *groupCommit) commit(ctx context.Context, batch []*pending) {
 	}
 }
 
-// presentAfterOutage is present after a connection failed, asked again for up to outageWait
-// while the database is unavailable: a server that restarts, or a connection cut in the network,
-// is usually back within that time, and the callers are waiting for the answer anyway.
-func (g *groupCommit) presentAfterOutage(ctx context.Context, batch []*pending) (map[string]bool, error) {
-	deadline := time.Now().Add(outageWait)
-	for attempt := 1; ; attempt++ {
-		in, err := g.present(ctx, batch)
-		if err == nil || !errors.Is(err, storage.ErrUnavailable) || time.Now().After(deadline) {
-			return in, err
-		}
-		if storage.Sleep(ctx, min(storage.Backoff(attempt), time.Until(deadline))) != nil {
-			return in, err
-		}
-	}
-}
-
-const outageWait = 2 * time.Second
-
-// present returns which of batch's rows are in the audit log.
-func (g *groupCommit) present(ctx context.Context, batch []*pending) (map[string]bool, error) {
+// present returns which of batch's rows are in the audit log; afterOutage, it asks as
+// askAfterOutage does.
+func (g *groupCommit) present(ctx context.Context, batch []*pending, afterOutage bool) (map[string]bool, error) {
 	ids := make([]any, len(batch))
 	for i, p := range batch {
 		ids[i] = p.row.ID
 	}
-	res, err := g.db.Exec(ctx, storage.Stmt{SQL: "SELECT id FROM kavach_audit_logs WHERE id IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ")", Args: ids})
+	stmt := storage.Stmt{SQL: "SELECT id FROM kavach_audit_logs WHERE id IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ")", Args: ids}
+	var res []storage.Result
+	var err error
+	if afterOutage {
+		res, err = askAfterOutage(ctx, g.db, stmt)
+	} else {
+		res, err = g.db.Exec(ctx, stmt)
+	}
 	if err != nil {
 		return nil, err
 	}

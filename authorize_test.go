@@ -3,7 +3,6 @@ package kavach_test
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/kavachdev/kavach"
 	"github.com/kavachdev/kavach/storage"
-	"github.com/kavachdev/kavach/storage/storagetest"
 	"github.com/kavachdev/kavach/storage/storagetest/testdb"
 )
 
@@ -359,20 +357,7 @@ func TestAuditBatchWhoseAnswerIsLost(t *testing.T) {
 			continue
 		}
 		t.Run(b.Name, func(t *testing.T) {
-			d := b.New(t)
-			u, err := url.Parse(d.Config.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := storagetest.StartProxy(t, u.Host)
-			u.Host = p.Addr()
-			c := d.Config
-			k, err := kavach.New(ctx, kavach.Config{Database: kavach.Database{Provider: c.Provider, URL: u.String(), AuthToken: c.AuthToken, MaxOpenConns: c.MaxOpenConns}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { k.Close() })
-			direct := d.Open(t)
+			k, p, direct := throughProxy(t, b)
 			a, err := k.Agents.Create(ctx, kavach.NewAgent{OwnerID: "u", Name: "lost-answers", Type: kavach.Autonomous, Permissions: []kavach.Permission{perm("*", "*")}})
 			if err != nil {
 				t.Fatal(err)

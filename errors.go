@@ -65,6 +65,9 @@ func storageError(op string, err error) error {
 
 // AsError returns err as an *Error, classifying unknown errors as internal.
 func AsError(err error) *Error {
+	if err == nil {
+		return nil
+	}
 	var ke *Error
 	if errors.As(err, &ke) {
 		return ke

@@ -3,6 +3,7 @@ package kavach_test
 import (
 	"context"
 	"math/rand/v2"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/kavachdev/kavach"
 	"github.com/kavachdev/kavach/storage"
 	_ "github.com/kavachdev/kavach/storage/libsql"
+	"github.com/kavachdev/kavach/storage/storagetest"
 	"github.com/kavachdev/kavach/storage/storagetest/testdb"
 )
 
@@ -143,4 +145,24 @@ func must[T any](t testing.TB) func(T, error) T {
 		}
 		return v
 	}
+}
+
+// throughProxy opens Kavach on a new database of server backend b through a proxy the test can
+// mute and cut (storagetest.Proxy), and a direct handle on the same database for checking it.
+func throughProxy(t *testing.T, b storagetest.Backend) (*kavach.Kavach, *storagetest.Proxy, storage.DB) {
+	t.Helper()
+	d := b.New(t)
+	u, err := url.Parse(d.Config.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := storagetest.StartProxy(t, u.Host)
+	u.Host = p.Addr()
+	c := d.Config
+	k, err := kavach.New(context.Background(), kavach.Config{Database: kavach.Database{Provider: c.Provider, URL: u.String(), AuthToken: c.AuthToken, MaxOpenConns: c.MaxOpenConns}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return k, p, d.Open(t)
 }

@@ -340,9 +340,10 @@ func valuesAsAny(vs []Value) []any {
 }
 
 // errNeed ends a run at the first batch the facts do not answer. It is classified as
-// unavailable storage, so the core's fail-closed paths treat it like any database failure; the
-// step reports the need instead of the core's result.
-var errNeed = storage.Classified(storage.ErrUnavailable, errors.New("step: batch not in facts"))
+// unavailable storage, so the core's fail-closed paths treat it like any database failure, and
+// as deferred, so the core does not wait to ask again; the step reports the need instead of the
+// core's result.
+var errNeed = storage.Classified(storage.ErrUnavailable, storage.Classified(storage.ErrDeferred, errors.New("step: batch not in facts")))
 
 // factsDB answers batches from the facts of an envelope, in order.
 type factsDB struct {

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kavachdev/kavach/api"
 	"github.com/kavachdev/kavach/api/apitest"
 	"github.com/kavachdev/kavach/storage"
 	"github.com/kavachdev/kavach/storage/libsql"
+	"github.com/kavachdev/kavach/storage/storagetest"
 )
 
 var nativeStep api.StepFunc = func(ctx context.Context, env []byte) ([]byte, error) { return api.Step(ctx, env), nil }
@@ -130,6 +132,50 @@ func TestStepAuthorizeTakesOneRoundAndAuditsAsAnEffect(t *testing.T) {
 	res, _ := db.Exec(context.Background(), storage.Stmt{SQL: "SELECT COUNT(*) FROM kavach_audit_logs"})
 	if res[0].Rows[0][0] != int64(4) {
 		t.Errorf("%v audit rows after 4 decisions", res[0].Rows[0][0])
+	}
+}
+
+// TestStepCreateWhoseAnswerIsLost: the host applies the create batch but loses its answer, and
+// reports the batch's fact as unavailable. The step asks whether the agent is there (one more
+// round, not a wait inside the step) and, since it is, answers 201 with the token; when the batch
+// was not applied, it answers 503.
+func TestStepCreateWhoseAnswerIsLost(t *testing.T) {
+	for _, applied := range []bool{true, false} {
+		db := migrated(t)
+		key := createKey(t, db)
+		lossy := &storagetest.LostAnswer{DB: db, Prefix: "INSERT INTO kavach_agents", Applied: applied}
+		start := time.Now()
+		out, rounds := drive(t, lossy, "handle", map[string]any{"method": "POST", "path": "/agents",
+			"headers": map[string]string{"authorization": "Bearer " + key, "content-type": "application/json"},
+			"body":    `{"ownerId":"u","name":"n","type":"autonomous","permissions":[{"resource":"a:*","actions":["read"]}]}`}, "c", api.StepConfig{})
+		var created struct {
+			Status int
+			Body   string
+		}
+		json.Unmarshal(out.Result, &created)
+		if !lossy.Lost() || rounds != 3 { // key check, the create batch, the check after its lost answer
+			t.Fatalf("applied %v: %d rounds, answer lost: %v", applied, rounds, lossy.Lost())
+		}
+		// Natively the core asks again for up to 2 s while the database is unavailable; a step
+		// must not: its database is the host, which answers in the next round.
+		if el := time.Since(start); el >= 2*time.Second {
+			t.Errorf("the step waited %v for an answer only the host can give", el)
+		}
+		if !applied {
+			if created.Status != 503 || !strings.Contains(created.Body, "STORAGE_UNAVAILABLE") {
+				t.Errorf("not applied: %d %s; want 503 STORAGE_UNAVAILABLE", created.Status, created.Body)
+			}
+			continue
+		}
+		var agent struct{ ID, Token string }
+		json.Unmarshal([]byte(created.Body), &agent)
+		if created.Status != 201 || agent.Token == "" {
+			t.Fatalf("applied: %d %s; want 201 with the token", created.Status, created.Body)
+		}
+		out, _ = drive(t, db, "authorizeToken", map[string]any{"token": agent.Token, "action": "read", "resource": "a:b"}, "t", api.StepConfig{})
+		if !strings.Contains(string(out.Result), `"allowed":true`) {
+			t.Errorf("the token returned after the lost answer: %s", out.Result)
+		}
 	}
 }
 

@@ -24,6 +24,11 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrClosed: Exec was called after Close.
 	ErrClosed = errors.New("database closed")
+	// ErrDeferred: the batch was not run. The database answers only the batches it was given
+	// answers for (the step protocol: the host runs the batch and repeats the operation with its
+	// result). It comes classified as ErrUnavailable too, so that fail-closed paths treat it as
+	// a failure; asking again before the operation returns cannot succeed.
+	ErrDeferred = errors.New("batch deferred to the host")
 )
 
 // StmtError reports which statement of a batch failed. The whole batch was rolled back.
