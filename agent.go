@@ -311,10 +311,9 @@ func (s *Agents) Create(ctx context.Context, in NewAgent) (*Agent, error) {
 	if err != nil {
 		// A lost answer: if the agent is there, the batch was applied, and the token, which
 		// nobody else has, must reach the caller.
-		if _, ok := landedAfterOutage(ctx, k.db, err, storage.Stmt{SQL: "SELECT 1 FROM kavach_agents WHERE id = ?", Args: []any{id}}); !ok {
+		if _, ok := k.landed(ctx, err, "creating agent "+id, storage.Stmt{SQL: "SELECT 1 FROM kavach_agents WHERE id = ?", Args: []any{id}}); !ok {
 			return nil, storageError("creating agent", err)
 		}
-		k.log.Warn("kavach: the answer to creating an agent was lost; the agent was created", "agent", id, "err", err)
 	} else if res[insertAgent].RowsAffected == 0 {
 		return nil, k.Agents.whyNotCreated(ctx, in, ts)
 	}
@@ -722,12 +721,11 @@ func (s *Agents) Rotate(ctx context.Context, id string) (*Agent, error) {
 		// A lost answer: if the agent holds the new token's hash, the rotation was applied, and
 		// the old token no longer works; the new one must reach the caller.
 		check := storage.Stmt{SQL: "SELECT 1 FROM kavach_agents WHERE id = ? AND token_hash = ?", Args: []any{id, hashSecret(token)}}
-		landed, ok := landedAfterOutage(ctx, k.db, err, append([]storage.Stmt{check}, selectAgentByID(id)...)...)
+		landed, ok := k.landed(ctx, err, "rotating the token of agent "+id, append([]storage.Stmt{check}, selectAgentByID(id)...)...)
 		if !ok {
 			return nil, storageError("rotating agent token", err)
 		}
-		k.log.Warn("kavach: the answer to rotating an agent's token was lost; the token was rotated", "agent", id, "err", err)
-		res = append([]storage.Result{{RowsAffected: 1}}, landed[1:]...)
+		res = append([]storage.Result{{RowsAffected: 1}}, landed[1:]...) // the update's result, as if answered
 	}
 	a, err := k.agentFromResults(res[1], res[2])
 	if err != nil {

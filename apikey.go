@@ -49,16 +49,20 @@ func (a *APIKeys) Bootstrap(ctx context.Context) (string, error) {
 	})
 	if err != nil {
 		// A lost answer: the key is there only if this batch wrote it.
-		if _, ok := landedAfterOutage(ctx, k.db, err, storage.Stmt{SQL: "SELECT 1 FROM kavach_api_keys WHERE id = ?", Args: []any{id}}); !ok {
+		if _, ok := k.landed(ctx, err, "creating the first admin API key "+id, apiKeyByID(id)); !ok {
 			return "", storageError("creating the first admin API key", err)
 		}
-		k.log.Warn("kavach: the answer to creating the first admin API key was lost; the key was created", "key", id, "err", err)
 		return key, nil
 	}
 	if res[0].RowsAffected == 0 {
 		return "", nil
 	}
 	return key, nil
+}
+
+// apiKeyByID finds the key with id, whose presence tells that the write of a new key was applied.
+func apiKeyByID(id string) storage.Stmt {
+	return storage.Stmt{SQL: "SELECT 1 FROM kavach_api_keys WHERE id = ?", Args: []any{id}}
 }
 
 // Create makes a new key and returns it; it is not retrievable later.
@@ -81,10 +85,9 @@ func (a *APIKeys) Create(ctx context.Context, name string) (string, *APIKey, err
 		Args: []any{id, name, hashSecret(key), key[:12], now.Unix()},
 	}); err != nil {
 		// A lost answer: if the key is there, it was created, and the caller alone can have it.
-		if _, ok := landedAfterOutage(ctx, k.db, err, storage.Stmt{SQL: "SELECT 1 FROM kavach_api_keys WHERE id = ?", Args: []any{id}}); !ok {
+		if _, ok := k.landed(ctx, err, "creating admin API key "+id, apiKeyByID(id)); !ok {
 			return "", nil, storageError("creating an admin API key", err)
 		}
-		k.log.Warn("kavach: the answer to creating an admin API key was lost; the key was created", "key", id, "err", err)
 	}
 	return key, &APIKey{ID: id, Name: name, Prefix: key[:12], CreatedAt: unix(now.Unix())}, nil
 }

@@ -35,16 +35,18 @@ func askAfterOutage(ctx context.Context, db storage.DB, check ...storage.Stmt) (
 	}
 }
 
-// landedAfterOutage reports whether a write that failed with err was applied all the same: err
-// is storage.ErrUnavailable and check, the first statement asked, finds a row. The other
-// statements' results come back with it, for the caller to answer from.
-func landedAfterOutage(ctx context.Context, db storage.DB, err error, check ...storage.Stmt) ([]storage.Result, bool) {
+// landed reports whether a write that failed with err was applied all the same: err is
+// storage.ErrUnavailable and check, the first statement asked, finds a row. The other
+// statements' results come back with it, for the caller to answer from. what names the write for
+// the log, which records each write found applied this way.
+func (k *Kavach) landed(ctx context.Context, err error, what string, check ...storage.Stmt) ([]storage.Result, bool) {
 	if !errors.Is(err, storage.ErrUnavailable) || errors.Is(err, storage.ErrDeferred) {
 		return nil, false
 	}
-	res, qerr := askAfterOutage(ctx, db, check...)
+	res, qerr := askAfterOutage(ctx, k.db, check...)
 	if qerr != nil || len(res[0].Rows) == 0 {
 		return nil, false
 	}
+	k.log.Warn("kavach: the answer to "+what+" was lost; the database has it applied", "err", err)
 	return res, true
 }
