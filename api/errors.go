@@ -10,6 +10,7 @@ const (
 	codeRouteNotFound    = string(kavach.CodeNotFound) // no such route
 	codeMethodNotAllowed = "METHOD_NOT_ALLOWED"        // the route exists with other methods
 	codeTooLarge         = "PAYLOAD_TOO_LARGE"         // the body exceeds the limit
+	codeHeadersTooLarge  = "HEADERS_TOO_LARGE"         // the request line and headers exceed the server's buffer
 	codeMediaType        = "UNSUPPORTED_MEDIA_TYPE"    // a body that is not application/json
 )
 
@@ -30,6 +31,8 @@ func statusOf(code string) int {
 		return statusConflict
 	case codeTooLarge:
 		return statusRequestEntityTooLarge
+	case codeHeadersTooLarge:
+		return statusHeadersTooLarge
 	case codeMediaType:
 		return statusUnsupportedMediaType
 	case string(kavach.CodeAgentLimit):
@@ -72,6 +75,8 @@ func Fail(status int, message string) *Response {
 	switch status {
 	case statusRequestEntityTooLarge:
 		code = codeTooLarge
+	case statusHeadersTooLarge:
+		code = codeHeadersTooLarge
 	case statusServiceUnavailable:
 		code = string(kavach.CodeUnavailable)
 	}
@@ -93,6 +98,7 @@ const (
 	statusMethodNotAllowed      = 405
 	statusConflict              = 409
 	statusRequestEntityTooLarge = 413
+	statusHeadersTooLarge       = 431
 	statusUnsupportedMediaType  = 415
 	statusUnprocessableEntity   = 422
 	statusInternalServerError   = 500

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ func NewServer(h *api.Handler) *fasthttp.Server {
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
 		MaxRequestBodySize:           h.MaxBodyBytes(),
+		ReadBufferSize:               readBufferSize,
 		ReadTimeout:                  30 * time.Second,
 		WriteTimeout:                 30 * time.Minute, // audit exports stream for a while
 		IdleTimeout:                  2 * time.Minute,
@@ -37,11 +39,22 @@ func NewServer(h *api.Handler) *fasthttp.Server {
 	}
 }
 
+// readBufferSize bounds a request's line and headers, as nginx's default large header buffer
+// does; fasthttp's own default (4 KiB) refused requests with a few long cookies or tokens.
+const readBufferSize = 8 << 10
+
 // slogPrintf sends fasthttp's own messages (connection errors, mostly) to slog at debug level:
 // requests it rejects are already answered with a JSON error.
 type slogPrintf struct{}
 
-func (slogPrintf) Printf(format string, args ...any) { slog.Debug(fmt.Sprintf(format, args...)) }
+func (slogPrintf) Printf(format string, args ...any) {
+	for i, a := range args {
+		if err, ok := a.(error); ok {
+			args[i] = requestFault(err) // never a request's bytes in a log line
+		}
+	}
+	slog.Debug(fmt.Sprintf(format, args...))
+}
 
 type fastHeader struct{ h *fasthttp.RequestHeader }
 
@@ -77,12 +90,35 @@ func writeFast(ctx *fasthttp.RequestCtx, resp *api.Response) {
 // fastError answers requests fasthttp rejects before the handler runs.
 func fastError(ctx *fasthttp.RequestCtx, err error) {
 	var resp *api.Response
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		resp = api.Fail(http.StatusRequestEntityTooLarge, "request body is larger than the server accepts")
-	} else {
-		resp = api.Fail(http.StatusBadRequest, "malformed HTTP request: "+strings.TrimSpace(err.Error()))
+	case errors.As(err, &small):
+		resp = api.Fail(http.StatusRequestHeaderFieldsTooLarge, "request line and headers are larger than the server accepts ("+strconv.Itoa(readBufferSize)+" bytes)")
+	default:
+		resp = api.Fail(http.StatusBadRequest, "malformed HTTP request: "+requestFault(err))
 	}
 	writeFast(ctx, resp)
+}
+
+// requestFault names what is wrong with a request fasthttp could not read, without quoting
+// it. fasthttp's errors quote the bytes they stopped at (a header line, or the whole buffer),
+// which carry credentials: echoed in the answer or written to a log, an Authorization header
+// would leak with them. Only the leading description is kept: "malformed mime header: missing
+// colon: \"Bearer kv_…\"" becomes "malformed mime header".
+func requestFault(err error) string {
+	msg := err.Error()
+	for _, prefix := range []string{"error when reading request headers: ", "fasthttp: "} {
+		msg = strings.TrimPrefix(msg, prefix)
+	}
+	if i := strings.IndexAny(msg, ":\"'(%"); i >= 0 {
+		msg = msg[:i]
+	}
+	if msg = strings.TrimSpace(msg); msg == "" {
+		return "unreadable request"
+	}
+	return msg
 }
 
 // Shutdown stops srv gracefully within timeout.

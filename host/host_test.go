@@ -1,9 +1,12 @@
 package host_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -120,6 +123,57 @@ func TestOversizedBodiesGetJSON413OnBothServers(t *testing.T) {
 		if resp.StatusCode != 413 || e.Error.Code != "PAYLOAD_TOO_LARGE" {
 			t.Errorf("%s: %d %+v", base, resp.StatusCode, e)
 		}
+	}
+}
+
+// Requests fasthttp cannot read get a JSON error with a stable code, and neither the answer nor
+// the server's log quotes them: their bytes carry credentials.
+func TestUnreadableRequestsAreNotEchoed(t *testing.T) {
+	in := newInstance(t, api.Options{})
+	base := strings.TrimPrefix(serveFast(t, in.h), "http://")
+	var logged bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	secret := in.key
+	for _, c := range []struct {
+		name, raw string
+		status    int
+		code      string
+	}{
+		{"header line without colon", "POST /authorize HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + secret + "\n" + secret + "\r\n\r\n", 400, "BAD_REQUEST"},
+		{"bad method", "P\x01ST /agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + secret + "\r\n\r\n", 400, "BAD_REQUEST"},
+		{"bad header key", "GET /agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + secret + "\r\nBad\x01Key: " + secret + "\r\n\r\n", 400, "BAD_REQUEST"},
+		{"bad content length", "POST /agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + secret + "\r\nContent-Length: 1" + secret + "\r\n\r\n", 400, "BAD_REQUEST"},
+		{"headers too large", "GET /agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + secret + "\r\nCookie: " + strings.Repeat(secret, 400) + "\r\n\r\n", 431, "HEADERS_TOO_LARGE"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.DialTimeout("tcp", base, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := conn.Write([]byte(c.raw)); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			var e api.ErrorBody
+			if err := json.Unmarshal(body, &e); err != nil || resp.StatusCode != c.status || e.Error.Code != c.code || e.Error.Message == "" {
+				t.Errorf("%d %s; want %d %s", resp.StatusCode, body, c.status, c.code)
+			}
+			if strings.Contains(string(body), secret) {
+				t.Errorf("the answer quotes the request's credentials: %s", body)
+			}
+		})
+	}
+	if strings.Contains(logged.String(), secret) {
+		t.Errorf("the log quotes a request's credentials:\n%s", logged.String())
 	}
 }
 
