@@ -82,8 +82,15 @@ func fk(d storage.Dialect, col, table, refCol, onDelete string) string {
 }
 
 func testSchemaMatches(t *testing.T, b Backend) {
-	db := migrated(t, b)
-	s := schema(t)
+	CheckSchema(t, migrated(t, b), schema(t))
+}
+
+// CheckSchema fails t for every way the tables of db differ from schema s in db's dialect:
+// columns and their types, primary keys, unique column sets, foreign keys and indexes, as the
+// database's catalog describes them. Tests of migrations use it to check that an upgraded
+// database is the one schema.sql creates.
+func CheckSchema(t *testing.T, db storage.DB, s *storage.Schema) {
+	t.Helper()
 	d := db.Dialect()
 	want := expectedShapes(s, d)
 	got, extraTables := introspect(t, db, s)
