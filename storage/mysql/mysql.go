@@ -20,6 +20,9 @@
 //     value it had reports 0 here and 1 on SQLite and Postgres; the core's conditional updates
 //     always change a column (a status, a timestamp, version = version + 1).
 //
+// It also sets eq_range_index_dive_limit to 1, unless the URL sets it: the planner estimates
+// equality lookups from index statistics rather than by reading the index (see parseURL).
+//
 // On MySQL 8, users authenticated by caching_sha2_password (the default) need ?tls=true, or
 // ?allowPublicKeyRetrieval=true on a trusted network, for the first login after a server start;
 // MariaDB's mysql_native_password needs neither.
@@ -171,6 +174,15 @@ func parseURL(u string) (*mysql.Config, error) {
 	}
 	mc.Params["sql_mode"] = sqlMode
 	mc.Params["time_zone"] = "'+00:00'"
+	if _, ok := mc.Params["eq_range_index_dive_limit"]; !ok {
+		// Estimate the rows of an equality lookup (agent_id = ?) from the index statistics
+		// instead of reading both ends of its range in the index. That read fetched the oldest
+		// entries' page of the agent for nothing, mostly from disk when the log outgrows the
+		// buffer pool: MariaDB 10.11 took 1.1–1.6 ms to plan the last 100 entries of an agent
+		// among 1,000,000 rows and 0.2–0.3 ms to run it; now it is 1.7–1.9 against 0.77–0.83 ms
+		// in all. A database URL that sets the variable keeps its value.
+		mc.Params["eq_range_index_dive_limit"] = "1"
+	}
 	return mc, nil
 }
 

@@ -3,12 +3,14 @@ package mysql_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kavachdev/kavach/storage"
+	"github.com/kavachdev/kavach/storage/mysql"
 	"github.com/kavachdev/kavach/storage/storagetest"
 	"github.com/kavachdev/kavach/storage/storagetest/testdb"
 )
@@ -92,6 +94,35 @@ func TestTooLongValueIsAnError(t *testing.T) {
 	_, err := db.Exec(ctx, storage.Stmt{SQL: "INSERT INTO st_short (id, v) VALUES (?, ?)", Args: []any{int64(1), "too long"}})
 	if !errors.Is(err, storage.ErrConstraint) {
 		t.Errorf("inserting 8 characters into VARCHAR(4): %v, want storage.ErrConstraint", err)
+	}
+}
+
+// The planner estimates equality lookups from index statistics (eq_range_index_dive_limit 1),
+// unless the database URL chooses otherwise.
+func TestEqualityLookupsArePlannedFromStatistics(t *testing.T) {
+	ctx := context.Background()
+	base := testdb.MySQL().New(t).Config
+	for _, c := range []struct{ query, want string }{{"", "1"}, {"eq_range_index_dive_limit=10", "10"}} {
+		u := base.URL
+		if c.query != "" {
+			sep := "?"
+			if strings.Contains(u, "?") {
+				sep = "&"
+			}
+			u += sep + c.query
+		}
+		db, err := mysql.Open(ctx, storage.Config{URL: u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := db.Exec(ctx, storage.Stmt{SQL: "SELECT @@SESSION.eq_range_index_dive_limit"})
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(res[0].Rows[0][0]); got != c.want {
+			t.Errorf("URL parameters %q: eq_range_index_dive_limit %s, want %s", c.query, got, c.want)
+		}
 	}
 }
 
