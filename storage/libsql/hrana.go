@@ -150,6 +150,10 @@ func OpenHranaHTTP(ctx context.Context, cfg storage.Config) (*HranaHTTP, error) 
 			TLSHandshakeTimeout:   remoteConnectTimeout,
 			ResponseHeaderTimeout: remoteAnswerTimeout,
 			ForceAttemptHTTP2:     true,
+			// Ask for answers as they are: sqld gzips an answer when asked, and its answers are
+			// small JSON. Compressing them took about a fifth of sqld's CPU per request (SELECT 1:
+			// 530–660 µs against 400 µs), and the client's decompressing was not free either.
+			DisableCompression:    true,
 			MaxConnsPerHost:       n,
 			MaxIdleConns:          n,
 			MaxIdleConnsPerHost:   n,
