@@ -49,6 +49,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzPatternMatch -fuzztime $(FUZZTIME) ./policy
 	$(GO) test -run '^$$' -fuzz FuzzServe -fuzztime $(FUZZTIME) ./api
 	$(GO) test -run '^$$' -fuzz FuzzStep -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelopeMatchesEncodingJSON -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz FuzzAuthorizeInputMatchesEncodingJSON -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz FuzzAppendStringMatchesEncodingJSON -fuzztime $(FUZZTIME) ./internal/jsonw
+	$(GO) test -run '^$$' -fuzz FuzzScanners -fuzztime $(FUZZTIME) ./internal/jsonw
+	$(GO) test -run '^$$' -fuzz FuzzRawRequests -fuzztime $(FUZZTIME) ./host
 
 clean:
 	rm -rf $(OUT) $(WASM)

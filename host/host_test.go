@@ -46,7 +46,7 @@ type instance struct {
 	h     *api.Handler
 }
 
-func newInstance(t *testing.T, opt api.Options) *instance {
+func newInstance(t testing.TB, opt api.Options) *instance {
 	t.Helper()
 	in := &instance{clock: &stepClock{}}
 	in.clock.set(0)
@@ -69,7 +69,7 @@ func newInstance(t *testing.T, opt api.Options) *instance {
 }
 
 // serveFast starts the fasthttp server on a loopback port and returns its base URL.
-func serveFast(t *testing.T, h *api.Handler) string {
+func serveFast(t testing.TB, h *api.Handler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
