@@ -616,27 +616,34 @@ func (s *Agents) Update(ctx context.Context, id string, u AgentUpdate) (*Agent, 
 	ts := now.Unix()
 	sets := []string{"updated_at = ?", "version = version + 1"}
 	args := []any{ts}
+	// outcome holds the conditions that the agent meets once the update is applied, for telling,
+	// after a lost answer, whether it was.
+	outcome, outArgs := []string{"a.id = ?"}, []any{id}
+	set := func(col string, v any) {
+		sets, args = append(sets, col+" = ?"), append(args, v)
+		outcome, outArgs = append(outcome, "a."+col+" = ?"), append(outArgs, v)
+	}
 	if u.Name != nil {
 		if err := checkName("name", *u.Name); err != nil {
 			return nil, err
 		}
-		sets, args = append(sets, "name = ?"), append(args, *u.Name)
+		set("name", *u.Name)
 	}
 	switch {
 	case u.ClearExpiry:
-		sets = append(sets, "expires_at = NULL")
+		sets, outcome = append(sets, "expires_at = NULL"), append(outcome, "a.expires_at IS NULL")
 	case u.ExpiresAt != nil:
 		if !u.ExpiresAt.After(now) {
 			return nil, validationError("expiresAt", "must be in the future")
 		}
-		sets, args = append(sets, "expires_at = ?"), append(args, u.ExpiresAt.Unix())
+		set("expires_at", u.ExpiresAt.Unix())
 	}
 	if u.Metadata != nil {
 		meta, err := encodeMetadata("metadata", *u.Metadata)
 		if err != nil {
 			return nil, err
 		}
-		sets, args = append(sets, "metadata = ?"), append(args, meta)
+		set("metadata", meta)
 	}
 	var permStmts []storage.Stmt
 	if u.Permissions != nil {
@@ -648,12 +655,18 @@ func (s *Agents) Update(ctx context.Context, id string, u AgentUpdate) (*Agent, 
 			return nil, err
 		}
 		permStmts = append(permStmts, storage.Stmt{SQL: "DELETE FROM kavach_permissions WHERE agent_id = ?", Args: []any{id}})
-		for _, p := range enc {
+		for i, p := range enc {
 			pid, err := k.ids.uuid(now)
 			if err != nil {
 				return nil, err
 			}
 			permStmts = append(permStmts, insertPermission(pid, id, p, ts))
+			if i == 0 { // a row only this update writes
+				outcome, outArgs = append(outcome, "EXISTS (SELECT 1 FROM kavach_permissions WHERE id = ?)"), append(outArgs, pid)
+			}
+		}
+		if len(enc) == 0 {
+			outcome, outArgs = append(outcome, "NOT EXISTS (SELECT 1 FROM kavach_permissions WHERE agent_id = ?)"), append(outArgs, id)
 		}
 	}
 	batch := []storage.Stmt{{SQL: "UPDATE kavach_agents SET " + strings.Join(sets, ", ") + " WHERE id = ?", Args: append(args, id)}}
@@ -662,6 +675,15 @@ func (s *Agents) Update(ctx context.Context, id string, u AgentUpdate) (*Agent, 
 	res, err := k.db.Exec(ctx, batch...)
 	k.cache.invalidate(id) // also after a failure, which may have followed the change
 	if err != nil {
+		// The answer may have been lost after the update was applied. If the agent is now as
+		// the update makes it (with its new permissions, when they changed), the caller gets it:
+		// the outcome it asked for is in place, whichever write put it there.
+		check := storage.Stmt{SQL: "SELECT 1 FROM kavach_agents a WHERE " + strings.Join(outcome, " AND "), Args: outArgs}
+		if res, ok := k.landed(ctx, err, "updating agent "+id, append([]storage.Stmt{check}, selectAgentByID(id)...)...); ok {
+			if a, aerr := k.agentFromResults(res[1], res[2]); aerr == nil && a != nil {
+				return a, nil
+			}
+		}
 		return nil, storageError("updating agent", err)
 	}
 	if res[0].RowsAffected == 0 {
@@ -691,6 +713,10 @@ func (s *Agents) Revoke(ctx context.Context, id string) error {
 	)
 	k.cache.invalidate(id) // also after a failure, which may have followed the change
 	if err != nil {
+		// Revoked is the outcome asked for, whether this write or an earlier one made it so.
+		if _, ok := k.landed(ctx, err, "revoking agent "+id, storage.Stmt{SQL: "SELECT 1 FROM kavach_agents WHERE id = ? AND status = 'revoked'", Args: []any{id}}); ok {
+			return nil
+		}
 		return storageError("revoking agent", err)
 	}
 	if asInt(res[1].Rows[0][0]) == 0 {

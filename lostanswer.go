@@ -13,6 +13,8 @@ import (
 // can ever have, a new agent's token, a new API key, or recorded an audit row, the core asks the
 // database which it was, by looking for a row only that batch could have written, rather than
 // report a failure for a write that happened (and lose the secret it stored) or write it again.
+// An agent's update or revoke asks instead whether the agent is now as the write makes it: the
+// outcome the caller asked for is then in place, whichever write put it there.
 
 // outageWait bounds how long askAfterOutage keeps asking a database that is still unavailable.
 const outageWait = 2 * time.Second

@@ -201,3 +201,80 @@ func TestAgentCreateWhoseAnswerIsLost(t *testing.T) {
 		})
 	}
 }
+
+// TestChangesWhoseAnswerIsLostReportTheirOutcome (on each dialect): when the answer to an agent's update or revoke
+// is lost, the caller gets success if the agent is now as the write makes it (the updated agent,
+// or nil for a revoke), and STORAGE_UNAVAILABLE, with the agent unchanged, if it is not.
+func TestChangesWhoseAnswerIsLostReportTheirOutcome(t *testing.T) {
+	ctx := context.Background()
+	renamed := "renamed"
+	meta := map[string]any{"team": "blue"}
+	perms := []kavach.Permission{perm("docs:*", "read", "write")}
+	none := []kavach.Permission{}
+	for _, c := range []struct {
+		name   string
+		prefix string
+		change func(k *kavach.Kavach, id string) error
+		// done reports whether the stored agent has the change.
+		done func(a *kavach.Agent) bool
+	}{
+		{"rename", "UPDATE kavach_agents SET updated_at", func(k *kavach.Kavach, id string) error {
+			a, err := k.Agents.Update(ctx, id, kavach.AgentUpdate{Name: &renamed, Metadata: &meta})
+			if err == nil && (a.Name != renamed || a.Metadata["team"] != "blue") {
+				t.Errorf("update returned %+v", a)
+			}
+			return err
+		}, func(a *kavach.Agent) bool { return a.Name == renamed && a.Metadata["team"] == "blue" }},
+		{"replace permissions", "UPDATE kavach_agents SET updated_at", func(k *kavach.Kavach, id string) error {
+			a, err := k.Agents.Update(ctx, id, kavach.AgentUpdate{Permissions: &perms, ClearExpiry: true})
+			if err == nil && (len(a.Permissions) != 1 || a.Permissions[0].Resource != "docs:*" || a.ExpiresAt != nil) {
+				t.Errorf("update returned %+v", a)
+			}
+			return err
+		}, func(a *kavach.Agent) bool {
+			return len(a.Permissions) == 1 && a.Permissions[0].Resource == "docs:*" && a.ExpiresAt == nil
+		}},
+		{"remove permissions", "UPDATE kavach_agents SET updated_at", func(k *kavach.Kavach, id string) error {
+			a, err := k.Agents.Update(ctx, id, kavach.AgentUpdate{Permissions: &none})
+			if err == nil && len(a.Permissions) != 0 {
+				t.Errorf("update returned %+v", a)
+			}
+			return err
+		}, func(a *kavach.Agent) bool { return len(a.Permissions) == 0 }},
+		{"revoke", "UPDATE kavach_agents SET status = 'revoked'", func(k *kavach.Kavach, id string) error {
+			return k.Agents.Revoke(ctx, id)
+		}, func(a *kavach.Agent) bool { return a.Status == kavach.Revoked }},
+	} {
+		// One backend per dialect: the checks are SQL, the lost answer is made above the backend.
+		for _, b := range []storagetest.Backend{testdb.SQLiteFile(), testdb.Postgres(), testdb.MySQL()} {
+			for _, applied := range []bool{true, false} {
+				name := c.name + "/" + b.Name + "/not applied"
+				if applied {
+					name = c.name + "/" + b.Name + "/applied"
+				}
+				t.Run(name, func(t *testing.T) {
+					db := b.Open(t)
+					lossy := &storagetest.LostAnswer{DB: db, Prefix: c.prefix, Applied: applied}
+					k := must[*kavach.Kavach](t)(kavach.New(ctx, kavach.Config{DB: lossy}))
+					t.Cleanup(func() { k.Close() })
+					a := must[*kavach.Agent](t)(k.Agents.Create(ctx, kavach.NewAgent{OwnerID: "u", Name: "before", Type: kavach.Autonomous,
+						Permissions: []kavach.Permission{perm("*", "read")}}))
+					err := c.change(k, a.ID)
+					if !lossy.Lost() {
+						t.Fatal("the change sent no batch the test could lose")
+					}
+					stored := must[*kavach.Agent](t)(k.Agents.Get(ctx, a.ID))
+					switch {
+					case applied && err != nil:
+						t.Errorf("a change that was applied: %v; want success", err)
+					case !applied && kavach.AsError(err).Code != kavach.CodeUnavailable:
+						t.Errorf("a change that was not applied: %v; want %s", err, kavach.CodeUnavailable)
+					}
+					if c.done(stored) != applied {
+						t.Errorf("stored agent %+v; change applied: %v", stored, applied)
+					}
+				})
+			}
+		}
+	}
+}
