@@ -481,6 +481,17 @@ func selectAgentByID(id string) []storage.Stmt {
 	}
 }
 
+// landedAgent is landed for a write to agent id whose answer was lost: check tells whether the
+// write was applied, and if it was, the agent as stored comes back as the two results of
+// selectAgentByID.
+func (k *Kavach) landedAgent(ctx context.Context, err error, what, id string, check storage.Stmt) ([]storage.Result, bool) {
+	res, ok := k.landed(ctx, err, what, append([]storage.Stmt{check}, selectAgentByID(id)...)...)
+	if !ok {
+		return nil, false
+	}
+	return res[1:], true
+}
+
 // agentFromResults builds an agent from the two results of selectAgentByID; nil if absent.
 func (k *Kavach) agentFromResults(agent, perms storage.Result) (*Agent, error) {
 	if len(agent.Rows) == 0 {
@@ -679,8 +690,8 @@ func (s *Agents) Update(ctx context.Context, id string, u AgentUpdate) (*Agent, 
 		// the update makes it (with its new permissions, when they changed), the caller gets it:
 		// the outcome it asked for is in place, whichever write put it there.
 		check := storage.Stmt{SQL: "SELECT 1 FROM kavach_agents a WHERE " + strings.Join(outcome, " AND "), Args: outArgs}
-		if res, ok := k.landed(ctx, err, "updating agent "+id, append([]storage.Stmt{check}, selectAgentByID(id)...)...); ok {
-			if a, aerr := k.agentFromResults(res[1], res[2]); aerr == nil && a != nil {
+		if stored, ok := k.landedAgent(ctx, err, "updating agent "+id, id, check); ok {
+			if a, aerr := k.agentFromResults(stored[0], stored[1]); aerr == nil && a != nil {
 				return a, nil
 			}
 		}
@@ -747,11 +758,11 @@ func (s *Agents) Rotate(ctx context.Context, id string) (*Agent, error) {
 		// A lost answer: if the agent holds the new token's hash, the rotation was applied, and
 		// the old token no longer works; the new one must reach the caller.
 		check := storage.Stmt{SQL: "SELECT 1 FROM kavach_agents WHERE id = ? AND token_hash = ?", Args: []any{id, hashSecret(token)}}
-		landed, ok := k.landed(ctx, err, "rotating the token of agent "+id, append([]storage.Stmt{check}, selectAgentByID(id)...)...)
+		stored, ok := k.landedAgent(ctx, err, "rotating the token of agent "+id, id, check)
 		if !ok {
 			return nil, storageError("rotating agent token", err)
 		}
-		res = append([]storage.Result{{RowsAffected: 1}}, landed[1:]...) // the update's result, as if answered
+		res = append([]storage.Result{{RowsAffected: 1}}, stored...) // the update's result, as if answered
 	}
 	a, err := k.agentFromResults(res[1], res[2])
 	if err != nil {
