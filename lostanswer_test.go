@@ -2,13 +2,11 @@ package kavach_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kavachdev/kavach"
 	"github.com/kavachdev/kavach/storage"
-	"github.com/kavachdev/kavach/storage/libsql"
 	"github.com/kavachdev/kavach/storage/storagetest"
 	"github.com/kavachdev/kavach/storage/storagetest/testdb"
 )
@@ -69,53 +67,57 @@ func TestSecretsWhoseAnswerIsLostReachTheCaller(t *testing.T) {
 		}, keyWorks},
 	}
 	for _, o := range ops {
-		for _, applied := range []bool{true, false} {
-			name := o.name + "/not applied"
-			if applied {
-				name = o.name + "/applied"
+		eachLoss(t, o.name, o.prefix, testdb.SQLiteFile(), func(t *testing.T, k *kavach.Kavach, lossy *storagetest.LostAnswer) {
+			applied := lossy.Applied
+			var oldToken string
+			var err error
+			if o.name == "rotate token" {
+				if rotated, err = k.Agents.Create(ctx, kavach.NewAgent{OwnerID: "u", Name: "rotated", Type: kavach.Autonomous, Permissions: []kavach.Permission{perm("*", "read")}}); err != nil {
+					t.Fatal(err)
+				}
+				oldToken = rotated.Token
 			}
-			t.Run(name, func(t *testing.T) {
-				db, err := libsql.OpenEmbedded(ctx, filepath.Join(t.TempDir(), "kavach.db"))
-				if err != nil {
-					t.Fatal(err)
+			secret, err := o.run(t, k)
+			if !lossy.Lost() {
+				t.Fatal("the operation sent no batch the test could lose")
+			}
+			if !applied {
+				if kavach.AsError(err).Code != kavach.CodeUnavailable {
+					t.Fatalf("a write that was not applied: %q, %v; want %s", secret, err, kavach.CodeUnavailable)
 				}
-				lossy := &storagetest.LostAnswer{DB: db, Prefix: o.prefix, Applied: applied}
-				k, err := kavach.New(ctx, kavach.Config{DB: lossy})
-				if err != nil {
-					t.Fatal(err)
+				if oldToken != "" && !agentWorks(t, k, oldToken) {
+					t.Error("the old token stopped working though the rotation was not applied")
 				}
-				t.Cleanup(func() { k.Close(); db.Close() })
-				var oldToken string
-				if o.name == "rotate token" {
-					if rotated, err = k.Agents.Create(ctx, kavach.NewAgent{OwnerID: "u", Name: "rotated", Type: kavach.Autonomous, Permissions: []kavach.Permission{perm("*", "read")}}); err != nil {
-						t.Fatal(err)
-					}
-					oldToken = rotated.Token
-				}
-				secret, err := o.run(t, k)
-				if !lossy.Lost() {
-					t.Fatal("the operation sent no batch the test could lose")
-				}
-				if !applied {
-					if kavach.AsError(err).Code != kavach.CodeUnavailable {
-						t.Fatalf("a write that was not applied: %q, %v; want %s", secret, err, kavach.CodeUnavailable)
-					}
-					if oldToken != "" && !agentWorks(t, k, oldToken) {
-						t.Error("the old token stopped working though the rotation was not applied")
-					}
-					return
-				}
-				if err != nil || secret == "" {
-					t.Fatalf("a write that was applied: %q, %v; want its secret", secret, err)
-				}
-				if !o.works(t, k, secret) {
-					t.Errorf("the secret returned after the lost answer does not work")
-				}
-				if oldToken != "" && agentWorks(t, k, oldToken) {
-					t.Error("the old token still works after the rotation")
-				}
-			})
+				return
+			}
+			if err != nil || secret == "" {
+				t.Fatalf("a write that was applied: %q, %v; want its secret", secret, err)
+			}
+			if !o.works(t, k, secret) {
+				t.Errorf("the secret returned after the lost answer does not work")
+			}
+			if oldToken != "" && agentWorks(t, k, oldToken) {
+				t.Error("the old token still works after the rotation")
+			}
+		})
+	}
+}
+
+// eachLoss runs test as two subtests of name, each with Kavach on a new database of backend b
+// through a storagetest.LostAnswer that loses the answer to the first batch with a statement
+// starting with prefix: once applied, once not (lossy.Applied).
+func eachLoss(t *testing.T, name, prefix string, b storagetest.Backend, test func(t *testing.T, k *kavach.Kavach, lossy *storagetest.LostAnswer)) {
+	for _, applied := range []bool{true, false} {
+		sub := name + "/not applied"
+		if applied {
+			sub = name + "/applied"
 		}
+		t.Run(sub, func(t *testing.T) {
+			lossy := &storagetest.LostAnswer{DB: b.Open(t), Prefix: prefix, Applied: applied}
+			k := must[*kavach.Kavach](t)(kavach.New(context.Background(), kavach.Config{DB: lossy}))
+			t.Cleanup(func() { k.Close() })
+			test(t, k, lossy)
+		})
 	}
 }
 
@@ -247,34 +249,25 @@ func TestChangesWhoseAnswerIsLostReportTheirOutcome(t *testing.T) {
 	} {
 		// One backend per dialect: the checks are SQL, the lost answer is made above the backend.
 		for _, b := range []storagetest.Backend{testdb.SQLiteFile(), testdb.Postgres(), testdb.MySQL()} {
-			for _, applied := range []bool{true, false} {
-				name := c.name + "/" + b.Name + "/not applied"
-				if applied {
-					name = c.name + "/" + b.Name + "/applied"
+			eachLoss(t, c.name+"/"+b.Name, c.prefix, b, func(t *testing.T, k *kavach.Kavach, lossy *storagetest.LostAnswer) {
+				applied := lossy.Applied
+				a := must[*kavach.Agent](t)(k.Agents.Create(ctx, kavach.NewAgent{OwnerID: "u", Name: "before", Type: kavach.Autonomous,
+					Permissions: []kavach.Permission{perm("*", "read")}}))
+				err := c.change(k, a.ID)
+				if !lossy.Lost() {
+					t.Fatal("the change sent no batch the test could lose")
 				}
-				t.Run(name, func(t *testing.T) {
-					db := b.Open(t)
-					lossy := &storagetest.LostAnswer{DB: db, Prefix: c.prefix, Applied: applied}
-					k := must[*kavach.Kavach](t)(kavach.New(ctx, kavach.Config{DB: lossy}))
-					t.Cleanup(func() { k.Close() })
-					a := must[*kavach.Agent](t)(k.Agents.Create(ctx, kavach.NewAgent{OwnerID: "u", Name: "before", Type: kavach.Autonomous,
-						Permissions: []kavach.Permission{perm("*", "read")}}))
-					err := c.change(k, a.ID)
-					if !lossy.Lost() {
-						t.Fatal("the change sent no batch the test could lose")
-					}
-					stored := must[*kavach.Agent](t)(k.Agents.Get(ctx, a.ID))
-					switch {
-					case applied && err != nil:
-						t.Errorf("a change that was applied: %v; want success", err)
-					case !applied && kavach.AsError(err).Code != kavach.CodeUnavailable:
-						t.Errorf("a change that was not applied: %v; want %s", err, kavach.CodeUnavailable)
-					}
-					if c.done(stored) != applied {
-						t.Errorf("stored agent %+v; change applied: %v", stored, applied)
-					}
-				})
-			}
+				stored := must[*kavach.Agent](t)(k.Agents.Get(ctx, a.ID))
+				switch {
+				case applied && err != nil:
+					t.Errorf("a change that was applied: %v; want success", err)
+				case !applied && kavach.AsError(err).Code != kavach.CodeUnavailable:
+					t.Errorf("a change that was not applied: %v; want %s", err, kavach.CodeUnavailable)
+				}
+				if c.done(stored) != applied {
+					t.Errorf("stored agent %+v; change applied: %v", stored, applied)
+				}
+			})
 		}
 	}
 }
