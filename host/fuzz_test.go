@@ -1,16 +1,12 @@
 package host_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kavachdev/kavach/api"
 )
@@ -38,35 +34,22 @@ func FuzzRawRequests(f *testing.F) {
 	secret := "kvk_" + strings.Repeat("Q", 43)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		req := bytes.ReplaceAll(raw, []byte("SECRET"), []byte(secret))
-		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.(*net.TCPConn).SetLinger(0) // closed with a reset: no TIME_WAIT, so ports do not run out
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := conn.Write(req); err != nil {
-			return // the server closed the connection first
-		}
-		conn.(*net.TCPConn).CloseWrite() // no more bytes: a request cut short is answered or dropped now
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		status, body, err := exchangeRaw(t, addr, req)
 		if err != nil {
 			if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 				t.Fatalf("no answer and no close within 10 s to %q", req)
 			}
 			return // closed without an answer (an empty or cut-short request)
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode >= 500 {
-			t.Fatalf("%d %s for %q", resp.StatusCode, body, req)
+		if status >= 500 {
+			t.Fatalf("%d %s for %q", status, body, req)
 		}
 		var e api.ErrorBody
 		if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
 			return
 		}
 		unread := strings.HasPrefix(e.Error.Message, "malformed HTTP request") || e.Error.Code == "HEADERS_TOO_LARGE"
-		if (unread || resp.StatusCode == 401) && strings.Contains(string(body), secret) {
+		if (unread || status == 401) && strings.Contains(string(body), secret) {
 			t.Fatalf("the answer quotes the request's credential: %s", body)
 		}
 	})
