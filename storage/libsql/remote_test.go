@@ -98,9 +98,6 @@ func TestRemoteOpenErrorsAreOneClearLine(t *testing.T) {
 // writer, and its connections waiting for the lock were seen to spin for minutes under load),
 // while reads still run side by side. Counted at an HTTP proxy in front of a real sqld.
 func TestOneWriteBatchAtATimePerHandle(t *testing.T) {
-	s := testdb.StartSqld(t)
-	target, _ := url.Parse("http://" + s.Addr())
-	rp := httputil.NewSingleHostReverseProxy(target)
 	var mu sync.Mutex
 	var writes, reads, maxWrites, maxReads int
 	track := func(n, most *int, d int) {
@@ -109,20 +106,16 @@ func TestOneWriteBatchAtATimePerHandle(t *testing.T) {
 		*most = max(*most, *n)
 		mu.Unlock()
 	}
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
+	_, db := behindHTTPProxy(t, func(_ *http.Request, body []byte, forward func([]byte)) {
 		n, most := &reads, &maxReads
 		if bytes.Contains(body, []byte("INSERT")) {
 			n, most = &writes, &maxWrites
 		}
 		track(n, most, 1)
 		time.Sleep(2 * time.Millisecond) // widen the window in which requests could overlap
-		rp.ServeHTTP(w, r)
+		forward(body)
 		track(n, most, -1)
-	}))
-	defer proxy.Close()
-	db := storagetest.OpenConfig(t, storage.Config{Provider: "libsql", URL: proxy.URL})
+	})
 	ctx := context.Background()
 	if _, err := db.Exec(ctx, storage.Stmt{SQL: "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"}); err != nil {
 		t.Fatal(err)
@@ -186,15 +179,11 @@ func TestRemoteServersPlanEveryStatement(t *testing.T) {
 // transaction by a lone BEGIN is never reused for another request. No request asks for a
 // compressed answer. Counted and tampered with at an HTTP proxy in front of a real sqld.
 func TestHranaHTTPReusesStreams(t *testing.T) {
-	s := testdb.StartSqld(t)
-	target, _ := url.Parse("http://" + s.Addr())
-	rp := httputil.NewSingleHostReverseProxy(target)
 	var mu sync.Mutex
 	var fresh, total int
 	var compressed []string
 	spoil, spoilAll := false, false
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
+	s, db := behindHTTPProxy(t, func(r *http.Request, body []byte, forward func([]byte)) {
 		mu.Lock()
 		total++
 		if ae := r.Header.Get("Accept-Encoding"); ae != "" {
@@ -207,16 +196,13 @@ func TestHranaHTTPReusesStreams(t *testing.T) {
 			body = bytes.Replace(body, []byte(`{"baton":"`), []byte(`{"baton":"x`), 1)
 		}
 		mu.Unlock()
-		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-		rp.ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
+		forward(body)
+	})
 	counts := func() (int, int) {
 		mu.Lock()
 		defer mu.Unlock()
 		return fresh, total
 	}
-	db := storagetest.OpenConfig(t, storage.Config{Provider: "libsql", URL: proxy.URL})
 	ctx := context.Background()
 	exec := func(stmts ...storage.Stmt) []storage.Result {
 		t.Helper()
@@ -284,4 +270,22 @@ func TestHranaHTTPReusesStreams(t *testing.T) {
 	if err != nil || res[0].Rows[0][0] != int64(1) {
 		t.Errorf("a write after a lone BEGIN is not visible to another handle: %v %v", res, err)
 	}
+}
+
+// behindHTTPProxy starts sqld and opens a handle on it over HTTP through a proxy, which reads
+// each request's body and hands it to handle; handle sends it on, changed or not, with forward.
+func behindHTTPProxy(t *testing.T, handle func(r *http.Request, body []byte, forward func([]byte))) (*testdb.Sqld, storage.DB) {
+	t.Helper()
+	s := testdb.StartSqld(t)
+	target, _ := url.Parse("http://" + s.Addr())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		handle(r, body, func(b []byte) {
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+			rp.ServeHTTP(w, r)
+		})
+	}))
+	t.Cleanup(proxy.Close)
+	return s, storagetest.OpenConfig(t, storage.Config{Provider: "libsql", URL: proxy.URL})
 }
